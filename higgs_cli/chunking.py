@@ -1,0 +1,152 @@
+"""Script segments -> chunks the engine renders one at a time; pure, and never loses a character.
+
+Methods:
+  none       one chunk per speaker turn, never split
+  speaker    one chunk per speaker turn, split at sentence ends when over the word budget
+  paragraph  one chunk per paragraph, split at sentence ends when over the word budget
+  sentence   one chunk per sentence (a sentence over the budget is split at clauses)
+
+Splits prefer sentence ends, then clause punctuation, then word (or CJK character) boundaries,
+and never fall inside a sound-event tag or between a `<SE_s>` start and its `<SE_e>` end.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .errors import UsageError
+from .options import CHUNK_METHODS
+from .transcript import Script, Segment
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_TOKEN = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
+LONG_TOKEN = 24  # characters; a longer run without spaces counts (and splits) as several words
+
+# Candidate cut positions per level; a cut sits after the whitespace that follows the mark.
+_LEVELS = (
+    re.compile(rf"[.!?]+[\"')\]]*(?:\s+|(?=[{_CJK}]))"),  # sentence ends
+    re.compile(rf"[,;:]+[\"')\]]*(?:\s+|(?=[{_CJK}]))|\s+-+\s+"),  # clauses
+    re.compile(rf"\s+|(?<=[{_CJK}])(?=\S)|(?<=\S)(?=[{_CJK}])"),  # words / CJK characters
+)
+_PROTECTED = re.compile(r"<SE_s>\[([^\]]*)\]</SE_s>.*?<SE_e>\[\1\]</SE_e>|<SE(?:_[se])?>\[[^\]]*\]</SE(?:_[se])?>", re.S)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of one speaker's text rendered in one engine call."""
+
+    index: int
+    speaker: str
+    text: str  # stripped of surrounding whitespace
+    tail: str  # the whitespace that followed it in the source ("" at paragraph ends)
+    line: int  # transcript line where the chunk's first paragraph starts
+    turn: int
+    paragraph: int  # index of the first source segment (paragraph) in the script
+    words: int
+
+
+def count_words(text: str) -> int:
+    """Words for budgeting: space-separated tokens, one per CJK character, long runs count extra."""
+    return sum(-(-len(t) // LONG_TOKEN) for t in _TOKEN.findall(text))
+
+
+def _protected_spans(text: str) -> tuple[list[int], list[int]]:
+    spans = [(m.start(), m.end()) for m in _PROTECTED.finditer(text)]
+    return [a for a, _ in spans], [b for _, b in spans]
+
+
+def _cuts(text: str, lo: int, hi: int, level: int, spans: tuple[list[int], list[int]]) -> list[int]:
+    starts, ends = spans
+    cuts = []
+    if level < len(_LEVELS):
+        found = (m.end() for m in _LEVELS[level].finditer(text, lo, hi))
+    else:  # last resort inside an over-long token: fixed-size pieces
+        found = iter(range(lo + LONG_TOKEN, hi, LONG_TOKEN))
+    for c in found:
+        if not lo < c < hi:
+            continue
+        i = bisect.bisect_left(starts, c) - 1  # the protected span starting before c, if any
+        if i >= 0 and c < ends[i]:
+            continue
+        cuts.append(c)
+    return cuts
+
+
+def split_text(text: str, budget: int | None, level: int = 0) -> list[tuple[int, int]]:
+    """Cut `text` into (start, end) spans that tile it, each within `budget` words where possible."""
+    spans = _protected_spans(text)
+    return _split(text, 0, len(text), budget, level, spans)
+
+
+def _split(text: str, lo: int, hi: int, budget: int | None, level: int, spans) -> list[tuple[int, int]]:
+    if budget is None or level > len(_LEVELS) or count_words(text[lo:hi]) <= budget:
+        return [(lo, hi)]
+    bounds = [lo, *_cuts(text, lo, hi, level, spans), hi]
+    out: list[tuple[int, int]] = []
+    start, words = None, 0
+    for a, b in zip(bounds, bounds[1:]):
+        n = count_words(text[a:b])
+        if n > budget:
+            if start is not None:
+                out.append((start, a))
+            out.extend(_split(text, a, b, budget, level + 1, spans))
+            start, words = None, 0
+        elif start is not None and words + n <= budget:
+            words += n
+        else:
+            if start is not None:
+                out.append((start, a))
+            start, words = a, n
+    if start is not None:
+        out.append((start, hi))
+    return out
+
+
+def _pieces(text: str, method: str, budget: int | None) -> list[tuple[int, int]]:
+    return _sentences(text, budget) if method == "sentence" else split_text(text, budget)
+
+
+def _sentences(text: str, budget: int | None) -> list[tuple[int, int]]:
+    spans = _protected_spans(text)
+    bounds = [0, *_cuts(text, 0, len(text), 0, spans), len(text)]
+    out: list[tuple[int, int]] = []
+    for a, b in zip(bounds, bounds[1:]):
+        out.extend(_split(text, a, b, budget, 1, spans))
+    return out
+
+
+def _turns(segments: Iterable[tuple[int, Segment]]) -> list[list[tuple[int, Segment]]]:
+    groups: list[list[tuple[int, Segment]]] = []
+    for item in segments:
+        if groups and groups[-1][-1][1].turn == item[1].turn:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
+def chunk_script(script: Script, method: str, max_words: int | None) -> list[Chunk]:
+    """Plan the chunks of a script. Joining `text + tail` of a unit's chunks gives its text back."""
+    if method not in CHUNK_METHODS:
+        raise UsageError(f"unknown chunk method {method!r}; use one of: {', '.join(CHUNK_METHODS)}")
+    if max_words is not None and max_words < 1:
+        raise UsageError("--max-words must be at least 1")
+    budget = None if method == "none" else max_words
+    units: list[tuple[int, Segment, str]] = []  # (first paragraph, segment, text of the unit)
+    if method in ("speaker", "none"):
+        for group in _turns(enumerate(script.segments)):
+            first_idx, first = group[0]
+            units.append((first_idx, first, " ".join(s.text for _, s in group)))
+    else:
+        units = [(i, s, s.text) for i, s in enumerate(script.segments)]
+    chunks: list[Chunk] = []
+    for paragraph, seg, text in units:
+        for a, b in _pieces(text, method, budget):
+            piece = text[a:b]
+            body = piece.rstrip()
+            chunks.append(Chunk(len(chunks), seg.speaker, body, piece[len(body):], seg.line,
+                                seg.turn, paragraph, count_words(body)))
+    return chunks

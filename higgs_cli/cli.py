@@ -1,0 +1,436 @@
+"""The `higgs` command line: parse, validate, call one library function, report (the only module that prints)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import EngineUnavailable, HiggsError, UsageError
+from .options import (
+    CHUNK_METHODS,
+    DEFAULT_CHUNK,
+    DEFAULT_DIALOGUE_CHUNK,
+    DEFAULT_MAX_WORDS,
+    DEFAULT_SEED,
+    EMOTIONS,
+    HiggsSettings,
+    RenderOptions,
+)
+
+app = typer.Typer(
+    help="Long-form and multi-speaker text-to-speech on Higgs Audio v2, with offline CPU engines.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+voices_app = typer.Typer(help="List, inspect, add and remove voices.", no_args_is_help=True)
+app.add_typer(voices_app, name="voices")
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+# --- shared options -------------------------------------------------------------------------------
+Transcript = Annotated[Path | None, typer.Option("--transcript", "-t", help="Transcript file ('-' reads stdin).", show_default=False)]
+Text = Annotated[str | None, typer.Option("--text", help="Text to speak instead of a transcript file.", show_default=False)]
+Out = Annotated[Path | None, typer.Option("--out", "-o", help="Output audio file; format from the extension (wav, flac, ogg, opus, mp3).", show_default=False)]
+EngineOpt = Annotated[str, typer.Option("--engine", "-e", help="auto, higgs, piper or espeak.")]
+Seed = Annotated[int, typer.Option(help="Base seed; every chunk gets its own derived, recorded seed.")]
+MaxWords = Annotated[int, typer.Option("--max-words", min=1, help="Word budget per chunk.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Plan only: show chunks and voices, synthesise nothing.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+Model = Annotated[str | None, typer.Option(help="higgs: model hub id or local dir.", rich_help_panel="Higgs engine", show_default=False)]
+Codec = Annotated[str | None, typer.Option(help="higgs: audio tokenizer hub id or local dir.", rich_help_panel="Higgs engine", show_default=False)]
+Revision = Annotated[str | None, typer.Option(help="higgs: model revision (branch, tag or commit).", rich_help_panel="Higgs engine", show_default=False)]
+Device = Annotated[str, typer.Option(help="higgs: auto, cuda, cuda:N or cpu.", rich_help_panel="Higgs engine")]
+Temperature = Annotated[float | None, typer.Option(help="higgs: sampling temperature 0..1.5.", rich_help_panel="Higgs engine", show_default=False)]
+TopK = Annotated[int | None, typer.Option("--top-k", help="higgs: top-k -1..100 (-1 disables).", rich_help_panel="Higgs engine", show_default=False)]
+TopP = Annotated[float | None, typer.Option("--top-p", help="higgs: top-p 0.1..1.", rich_help_panel="Higgs engine", show_default=False)]
+RasWindow = Annotated[int | None, typer.Option("--ras-window", help="higgs: repetition-aware sampling window (0 disables; use 0 for music/humming).", rich_help_panel="Higgs engine", show_default=False)]
+RasRepeat = Annotated[int | None, typer.Option("--ras-max-repeat", help="higgs: repeats allowed inside the RAS window.", rich_help_panel="Higgs engine", show_default=False)]
+MaxNew = Annotated[int | None, typer.Option("--max-new-tokens", help="higgs: max audio frames per chunk (25 per second).", rich_help_panel="Higgs engine", show_default=False)]
+ContextChunks = Annotated[int | None, typer.Option("--context-chunks", help="higgs: earlier chunks kept as audio context.", rich_help_panel="Higgs engine", show_default=False)]
+Scene = Annotated[str | None, typer.Option(help="higgs: scene description, as text or a file path.", rich_help_panel="Higgs engine", show_default=False)]
+RefInSystem = Annotated[bool, typer.Option("--ref-in-system", help="higgs: put reference clips in the system message.", rich_help_panel="Higgs engine")]
+Emotion = Annotated[str | None, typer.Option(help=f"higgs: {', '.join(EMOTIONS)}.", rich_help_panel="Higgs engine", show_default=False)]
+Speed = Annotated[float | None, typer.Option(help="higgs: speaking-rate hint (0.5..2).", rich_help_panel="Higgs engine", show_default=False)]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"higgs {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False) -> None:
+    """higgs: turn transcripts into finished speech."""
+
+
+def reported(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into one stderr line and an exit code; Ctrl-C into exit 130."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HiggsError as e:
+            err.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; no output was written")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as e:  # a bug, not a user mistake: still one line unless debugging
+            if os.environ.get("HIGGS_DEBUG"):
+                raise
+            err.print(f"[bold red]internal error:[/] {e.__class__.__name__}: {e} (set HIGGS_DEBUG=1 for the traceback)", soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _load_script(transcript: Path | None, text: str | None):
+    from .transcript import decode_transcript, parse_transcript, read_transcript
+
+    if (transcript is None) == (text is None):
+        raise UsageError("give exactly one of --transcript FILE or --text TEXT")
+    if text is not None:
+        return parse_transcript(text, "--text")
+    if str(transcript) == "-":
+        return parse_transcript(decode_transcript(sys.stdin.buffer.read(), "<stdin>"), "<stdin>")
+    return read_transcript(transcript)
+
+
+def _parse_voices(values: list[str] | None) -> tuple[dict[str, str], str | None]:
+    mapping: dict[str, str] = {}
+    default = None
+    for value in values or []:
+        if "=" in value:
+            speaker, _, name = value.partition("=")
+            if not speaker.strip() or not name.strip():
+                raise UsageError(f"--voice {value!r}: write SPEAKER=NAME, e.g. --voice SPEAKER0=ava")
+            mapping[speaker.strip().upper()] = name.strip()
+        elif default is None:
+            default = value
+        else:
+            raise UsageError(f"--voice {value!r}: only one plain voice name is allowed; map the others as SPEAKER=NAME")
+    return mapping, default
+
+
+def _scene(value: str | None) -> str | None:
+    if value and len(value) < 4096 and Path(value).is_file():
+        return Path(value).read_text(encoding="utf-8").strip()
+    return value
+
+
+def _higgs_settings(**given: Any) -> HiggsSettings:
+    given["scene"] = _scene(given.get("scene"))
+    settings = replace(HiggsSettings(), **{k: v for k, v in given.items() if v is not None and v is not False})
+    if settings.emotion and settings.emotion not in EMOTIONS:
+        raise UsageError(f"--emotion {settings.emotion!r}: use one of {', '.join(EMOTIONS)}")
+    _validate_sampling(settings)
+    return settings
+
+
+def _validate_sampling(s: HiggsSettings) -> None:
+    checks = (
+        (0.0 <= s.temperature <= 1.5, f"--temperature {s.temperature}: use a value from 0 to 1.5"),
+        (s.top_k == -1 or 1 <= s.top_k <= 100, f"--top-k {s.top_k}: use -1 (off) or 1..100"),
+        (0.1 <= s.top_p <= 1.0, f"--top-p {s.top_p}: use a value from 0.1 to 1"),
+        (s.ras_window >= 0 and s.ras_max_repeat >= 1, "--ras-window must be >= 0 (0 disables) and --ras-max-repeat >= 1"),
+        (s.max_new_tokens >= 1, "--max-new-tokens must be at least 1"),
+        (s.context_chunks >= 0, "--context-chunks must be >= 0"),
+        (s.speed is None or 0.5 <= s.speed <= 2.0, f"--speed {s.speed}: use a value from 0.5 to 2"),
+    )
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+
+
+def _choose_engine(requested: str, quiet: bool) -> str:
+    from . import engines
+
+    name, note = engines.choose(requested)
+    if note and not quiet:
+        err.print(f"[dim]{note}[/]")
+    return name
+
+
+def _progress(quiet: bool):
+    """A Rich progress bar on stderr (chunks done/total, elapsed, ETA), or nothing when quiet."""
+    if quiet:
+        return None, None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=False)
+    return bar, bar.add_task("rendering", total=None)
+
+
+def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool, as_json: bool, quiet: bool,
+             engine: str | None = None, voice: Any = None) -> None:
+    """Plan, then print the plan (dry run) or render it; `voice` gives every speaker one voice."""
+    from .audio import check_writable
+    from .pipeline import make_plan, manifest, render
+
+    engine = engine or _choose_engine(options.engine, quiet)
+    options = replace(options, engine=engine)
+    plan = make_plan(script, options, engine)
+    if voice is not None:
+        plan = replace(plan, cast={spk: voice for spk in script.speakers})
+    if output is None and not dry_run:
+        raise UsageError("no output file; add -o OUT.wav (or --dry-run to only plan)")
+    if dry_run:
+        if output is not None:
+            check_writable(output)
+        doc = manifest(plan, output)
+        if as_json:
+            print(json.dumps(doc, ensure_ascii=False, indent=2))
+        elif not quiet:
+            _print_plan(doc)
+        return
+    bar, task = _progress(quiet)
+    if bar:
+        bar.start()
+        bar.update(task, total=len(plan.chunks))
+    try:
+        doc = render(plan, output, (lambda p: bar.update(task, completed=p.done)) if bar else None)
+    finally:
+        if bar:
+            bar.stop()
+    if as_json:
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+    elif not quiet:
+        voices = ", ".join(f"{s}={v['voice']}" for s, v in doc["speakers"].items())
+        err.print(f"wrote {output} ({doc['duration']:.1f} s, {len(plan.chunks)} chunks, {engine}; {voices})")
+
+
+def _print_plan(doc: dict) -> None:
+    from rich.table import Table
+
+    err.print(f"engine {doc['engine']}; {len(doc['chunks'])} chunks, {doc['words']} words")
+    for spk, v in doc["speakers"].items():
+        err.print(f"  {spk} -> {v['voice']} ({v['source']})")
+    table = Table("#", "speaker", "voice", "words", "seed", "text", show_edge=False)
+    for c in doc["chunks"]:
+        table.add_row(str(c["index"]), c["speaker"], c["voice"], str(c["words"]), str(c["seed"]), c["text"][:70])
+    out.print(table)
+
+
+def _job_options(engine: str, chunk: str, max_words: int, seed: int, voice: list[str] | None,
+                 distinct: bool, higgs: HiggsSettings) -> RenderOptions:
+    if chunk not in CHUNK_METHODS:
+        raise UsageError(f"--chunk {chunk!r}: use one of {', '.join(CHUNK_METHODS)}")
+    mapping, default = _parse_voices(voice)
+    return RenderOptions(engine=engine, chunk=chunk, max_words=max_words, seed=seed, voices=mapping,
+                         default_voice=default, distinct=distinct, higgs=higgs)
+
+
+@app.command()
+@reported
+def generate(
+    transcript: Transcript = None, text: Text = None, out_path: Out = None,
+    engine: EngineOpt = "auto",
+    voice: Annotated[list[str] | None, typer.Option("--voice", "-v", help="Voice NAME (or a clip path) for the text; SPEAKER=NAME maps one speaker.", show_default=False)] = None,
+    seed: Seed = DEFAULT_SEED,
+    chunk: Annotated[str, typer.Option(help=f"Chunking: {', '.join(CHUNK_METHODS)}.")] = DEFAULT_CHUNK,
+    max_words: MaxWords = DEFAULT_MAX_WORDS,
+    dry_run: DryRun = False, as_json: Json = False, quiet: Quiet = False,
+    model: Model = None, codec: Codec = None, revision: Revision = None, device: Device = "auto",
+    temperature: Temperature = None, top_k: TopK = None, top_p: TopP = None, ras_window: RasWindow = None,
+    ras_max_repeat: RasRepeat = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
+    scene: Scene = None, ref_in_system: RefInSystem = False, emotion: Emotion = None, speed: Speed = None,
+) -> None:
+    """Turn a transcript or text into speech; every speaker gets a voice."""
+    higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
+                            top_k=top_k, top_p=top_p, ras_window=ras_window, ras_max_repeat=ras_max_repeat,
+                            max_new_tokens=max_new_tokens, context_chunks=context_chunks, scene=scene,
+                            ref_in_system=ref_in_system, emotion=emotion, speed=speed)
+    options = _job_options(engine, chunk, max_words, seed, voice, True, higgs)
+    _run_job(_load_script(transcript, text), options, out_path, dry_run, as_json, quiet)
+
+
+@app.command()
+@reported
+def dialogue(
+    transcript: Transcript = None, text: Text = None, out_path: Out = None,
+    engine: EngineOpt = "auto",
+    voice: Annotated[list[str] | None, typer.Option("--voice", "-v", help="SPEAKER=NAME (repeatable); unmapped speakers get distinct voices.", show_default=False)] = None,
+    seed: Seed = DEFAULT_SEED,
+    chunk: Annotated[str, typer.Option(help=f"Chunking: {', '.join(CHUNK_METHODS)}.")] = DEFAULT_DIALOGUE_CHUNK,
+    max_words: MaxWords = DEFAULT_MAX_WORDS,
+    dry_run: DryRun = False, as_json: Json = False, quiet: Quiet = False,
+    model: Model = None, codec: Codec = None, revision: Revision = None, device: Device = "auto",
+    temperature: Temperature = None, top_k: TopK = None, top_p: TopP = None, ras_window: RasWindow = None,
+    ras_max_repeat: RasRepeat = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
+    scene: Scene = None, ref_in_system: RefInSystem = False,
+) -> None:
+    """Render a multi-speaker script, one clearly distinct voice per speaker."""
+    higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
+                            top_k=top_k, top_p=top_p, ras_window=ras_window, ras_max_repeat=ras_max_repeat,
+                            max_new_tokens=max_new_tokens, context_chunks=context_chunks, scene=scene,
+                            ref_in_system=ref_in_system)
+    options = _job_options(engine, chunk, max_words, seed, voice, True, higgs)
+    script = _load_script(transcript, text)
+    if len(script.speakers) < 2 and not quiet:
+        err.print("[dim]note: only one speaker in this script; `higgs generate` is the usual command for it[/]")
+    _run_job(script, options, out_path, dry_run, as_json, quiet)
+
+
+@app.command()
+@reported
+def clone(
+    ref: Annotated[Path, typer.Option("--ref", "-r", help="Reference clip of the voice to clone (3-30 s).")],
+    ref_text: Annotated[str | None, typer.Option("--ref-text", help="Exact words spoken in the clip (text or a .txt path); without it the clip goes in the scene.", show_default=False)] = None,
+    transcript: Transcript = None, text: Text = None, out_path: Out = None,
+    save_as: Annotated[str | None, typer.Option("--save-as", help="Also store the clip as a user voice NAME.", show_default=False)] = None,
+    engine: EngineOpt = "auto", seed: Seed = DEFAULT_SEED,
+    chunk: Annotated[str, typer.Option(help=f"Chunking: {', '.join(CHUNK_METHODS)}.")] = DEFAULT_CHUNK,
+    max_words: MaxWords = DEFAULT_MAX_WORDS,
+    dry_run: DryRun = False, as_json: Json = False, quiet: Quiet = False,
+    model: Model = None, codec: Codec = None, revision: Revision = None, device: Device = "auto",
+    temperature: Annotated[float, typer.Option(help="higgs: sampling temperature 0..1.5 (0.3 suits cloning).", rich_help_panel="Higgs engine")] = 0.3,
+    top_k: TopK = None, top_p: TopP = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
+    scene: Scene = None, ref_in_system: RefInSystem = False, emotion: Emotion = None, speed: Speed = None,
+) -> None:
+    """Speak text in the voice of a reference clip (needs the higgs engine; --save-as works everywhere)."""
+    from . import voices
+
+    if ref_text and len(ref_text) < 4096 and ref_text.endswith(".txt") and Path(ref_text).is_file():
+        ref_text = Path(ref_text).read_text(encoding="utf-8").strip()
+    higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
+                            top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens, context_chunks=context_chunks,
+                            scene=scene, ref_in_system=ref_in_system, emotion=emotion, speed=speed)
+    if save_as:
+        saved = voices.add(save_as, ref, ref_text)
+        if not quiet:
+            err.print(f"saved voice {saved.name!r} to {saved.clip}")
+    if save_as and transcript is None and text is None:
+        return
+    name = _clone_engine(engine, bool(save_as), quiet)
+    if name is None:
+        return
+    voices.prepare_clip(ref)  # fail early on a corrupt, silent or badly sized clip
+    voice = replace(voices.resolve(str(ref.resolve())), transcript=ref_text or None)
+    options = RenderOptions(engine=name, chunk=chunk, max_words=max_words, seed=seed, higgs=higgs)
+    _run_job(_load_script(transcript, text), options, out_path, dry_run, as_json, quiet, engine=name, voice=voice)
+
+
+def _clone_engine(requested: str, saved: bool, quiet: bool) -> str | None:
+    from . import engines
+
+    name = _choose_engine(requested, quiet)
+    if engines.engine_class(name).clones:
+        return name
+    if saved:
+        if not quiet:
+            err.print(f"note: no audio written: the {name} engine cannot clone voices; cloning needs the higgs engine (GPU + weights)")
+        return None
+    raise EngineUnavailable(
+        f"cloning needs the higgs engine (a CUDA GPU and the weights: `higgs model download`); the {name} engine "
+        "cannot clone. To keep the clip for later, add --save-as NAME"
+    )
+
+
+# --- voices ------------------------------------------------------------------------------------------
+@voices_app.command("list")
+@reported
+def voices_list(as_json: Json = False) -> None:
+    """List bundled and user voices."""
+    from rich.table import Table
+
+    from .voices import library
+
+    rows = library()
+    if as_json:
+        print(json.dumps([_voice_doc(v) for v in rows], indent=2, ensure_ascii=False))
+        return
+    table = Table("name", "source", "gender", "lang", "clip", "description", show_edge=False)
+    for v in rows:
+        table.add_row(v.name, v.source, v.gender or "", v.language, "yes" if v.clip else "no", v.description or "")
+    out.print(table)
+
+
+def _voice_doc(v) -> dict:
+    return {"name": v.name, "source": v.source, "clip": str(v.clip) if v.clip else None, "transcript": v.transcript,
+            "description": v.description, "gender": v.gender, "language": v.language, "engines": v.engines}
+
+
+@voices_app.command("show")
+@reported
+def voices_show(name: Annotated[str, typer.Argument(help="Voice name or clip path.")], as_json: Json = False) -> None:
+    """Show one voice: files, transcript and profile."""
+    from .voices import resolve
+
+    doc = _voice_doc(resolve(name))
+    if doc["clip"]:
+        from .audio import read_audio
+
+        audio, rate = read_audio(Path(doc["clip"]))
+        doc["seconds"], doc["sample_rate"] = round(len(audio) / rate, 2), rate
+    if as_json:
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+        return
+    for key, value in doc.items():
+        if value not in (None, {}, ""):
+            out.print(f"[bold]{key}[/]: {value}")
+
+
+@voices_app.command("add")
+@reported
+def voices_add(
+    name: Annotated[str, typer.Argument(help="New voice name (a-z, 0-9, - and _).")],
+    audio: Annotated[Path, typer.Option("--audio", "-a", help="Clip of 3-30 s of clean speech.")],
+    text: Annotated[str, typer.Option("--text", help="Exact words spoken in the clip (or a .txt path).")],
+    description: Annotated[str | None, typer.Option(help="What the voice sounds like (used by the higgs engine).")] = None,
+    gender: Annotated[str | None, typer.Option(help="feminine, masculine or neutral.")] = None,
+    language: Annotated[str, typer.Option(help="Language code.")] = "en",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing user voice.")] = False,
+) -> None:
+    """Add a clip to your voice library (normalised to mono 24 kHz, silence trimmed)."""
+    from .voices import add
+
+    if len(text) < 4096 and text.endswith(".txt") and Path(text).is_file():
+        text = Path(text).read_text(encoding="utf-8")
+    voice = add(name, audio, text, description=description, gender=gender, language=language, force=force)
+    err.print(f"added voice {voice.name!r} at {voice.clip}")
+
+
+@voices_app.command("remove")
+@reported
+def voices_remove(name: Annotated[str, typer.Argument(help="User voice to delete.")]) -> None:
+    """Delete a user voice (bundled voices cannot be removed)."""
+    from .voices import remove
+
+    removed = remove(name)
+    err.print(f"removed voice {name!r} ({len(removed)} files)")
+
+
+@app.command("engines")
+@reported
+def engines_cmd(as_json: Json = False) -> None:
+    """Show which engines can run here, and why not."""
+    from rich.table import Table
+
+    from . import engines
+
+    rows = engines.status()
+    auto, _ = engines.choose("auto")
+    if as_json:
+        doc = [{"name": n, "available": why is None, "reason": why, "summary": s, "auto": n == auto} for n, s, why in rows]
+        print(json.dumps(doc, indent=2))
+        return
+    table = Table("engine", "available", "summary / why not", show_edge=False)
+    for name, summary, why in rows:
+        mark = "[green]yes[/]" + (" (auto)" if name == auto else "") if why is None else "[red]no[/]"
+        table.add_row(name, mark, summary if why is None else f"{summary}\n[red]{why}[/]")
+    out.print(table)

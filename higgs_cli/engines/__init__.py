@@ -1,0 +1,116 @@
+"""The engine interface, the registry of engines, and `auto` selection.
+
+An engine turns one chunk of text in one voice into float32 mono audio at its `sample_rate`.
+Engines may keep state across calls within one job (the higgs engine keeps audio context), so a
+job calls `begin(plan)` once, `synthesize(request)` per chunk in order, then `close()`.
+Adding an engine means one module here plus one line in `_REGISTRY`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import EngineUnavailable, UsageError
+from ..voices import Voice
+
+_REGISTRY = {
+    "higgs": "higgs_cli.engines.higgs:HiggsEngine",
+    "piper": "higgs_cli.engines.piper:PiperEngine",
+    "espeak": "higgs_cli.engines.espeak:EspeakEngine",
+}
+CPU_FALLBACK = ("piper", "espeak")
+
+
+@dataclass(frozen=True)
+class ChunkRequest:
+    """One unit of synthesis: text (normalised, may hold sound-event markup) for one speaker."""
+
+    index: int
+    speaker: str
+    text: str
+    voice: Voice
+    seed: int
+
+
+@dataclass
+class ChunkAudio:
+    """What an engine returns for a chunk: audio plus anything worth recording in the manifest."""
+
+    audio: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(ABC):
+    """One synthesis back end. `check()` must stay cheap: no heavy imports, no model loading."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    clones: ClassVar[bool] = False  # can it speak in the voice of an arbitrary reference clip?
+    reproducible: ClassVar[bool] = False  # same request + seed -> same samples?
+    sample_rate: int
+
+    @classmethod
+    @abstractmethod
+    def check(cls) -> str | None:
+        """None when this engine can run here, else one line saying why not and how to fix it."""
+
+    @classmethod
+    def preview(cls, plan: Any) -> dict[str, Any] | None:
+        """What `--dry-run --json` shows of this engine's input (e.g. the prompt), without loading."""
+        return None
+
+    def begin(self, plan: Any) -> None:  # noqa: B027 - optional hook
+        """Called once before a job's first chunk."""
+
+    @abstractmethod
+    def synthesize(self, request: ChunkRequest) -> ChunkAudio:
+        """Render one chunk."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources at the end of a job."""
+
+
+def engine_class(name: str) -> type[Engine]:
+    if name not in _REGISTRY:
+        raise UsageError(f"unknown engine {name!r}; use one of: auto, {', '.join(_REGISTRY)}")
+    module, cls = _REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def status() -> list[tuple[str, str, str | None]]:
+    """(name, summary, why-not or None) for every engine."""
+    rows = []
+    for name in _REGISTRY:
+        cls = engine_class(name)
+        rows.append((name, cls.summary, cls.check()))
+    return rows
+
+
+def choose(requested: str) -> tuple[str, str | None]:
+    """Resolve `auto` to a runnable engine; returns (name, note for stderr)."""
+    if requested != "auto":
+        why = engine_class(requested).check()
+        if why:
+            raise EngineUnavailable(f"engine {requested!r} cannot run here: {why}")
+        return requested, None
+    why_not_higgs = engine_class("higgs").check()
+    if why_not_higgs is None:
+        return "higgs", "engine: higgs"
+    for name in CPU_FALLBACK:
+        if engine_class(name).check() is None:
+            return name, f"engine: {name} (higgs not used: {why_not_higgs})"
+    raise EngineUnavailable("no engine can run here; run `make install` (or `pip install higgs-cli`) to get the CPU engines")
+
+
+def create(name: str, settings: Any = None) -> Engine:
+    """Instantiate an engine by name with engine settings (only the higgs engine reads them)."""
+    return engine_class(name)(settings)

@@ -1,0 +1,173 @@
+"""Transcript text -> Script(segments): reading, speaker tags and upstream-compatible normalisation; pure."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import TranscriptError
+from .options import DEFAULT_SPEAKER, MAX_TRANSCRIPT_BYTES
+
+# A speaker tag opens a line: [SPEAKER0] (any case) or an upper-case name such as [NARRATOR].
+# Lower-case bracket tags ([laugh], [music start]) are sound events, never speakers.
+_SPEAKER_TAG = re.compile(r"^\s*\[(?:(?P<num>[Ss][Pp][Ee][Aa][Kk][Ee][Rr]\d+)|(?P<name>[A-Z][A-Z0-9_]*))\]")
+_SPEAKER_NUM = re.compile(r"^SPEAKER(\d+)$")
+
+# Full-width / CJK punctuation -> ASCII, as upstream does (the CJK comma gains a space).
+_PUNCT = str.maketrans(
+    {
+        "，": ", ", "。": ".", "：": ":", "；": ";", "？": "?", "！": "!",
+        "（": " ", "）": " ", "(": " ", ")": " ",
+        "【": "[", "】": "]", "《": "<", "》": ">",
+        "“": '"', "”": '"', "‘": "'", "’": "'", "、": ",", "—": "-", "…": "...",
+        "·": ".", "「": '"', "」": '"', "『": '"', "』": '"',
+    }
+)
+_UNITS = (("°F", " degrees Fahrenheit"), ("°C", " degrees Celsius"))
+
+# Sound-event tags -> the model's markup. Paired events get start/end markers.
+_EVENT_SINGLE = {"laugh": "Laughter", "music": "Music", "applause": "Applause",
+                 "cheering": "Cheering", "cough": "Cough"}
+_EVENT_PAIRED = {"humming": "Humming", "music": "Music", "sing": "Singing"}
+_EVENT_TAG = re.compile(r"\[(?P<word>[a-z]+)(?: (?P<edge>start|end))?\]")
+_SPACES = re.compile(r"\s+")
+_FINAL_OK = (".", "!", "?", ",", ";", '"', "'", "</SE_e>", "</SE>")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One speaker's run of text inside one paragraph, normalised."""
+
+    speaker: str
+    text: str
+    line: int  # 1-based line of the transcript where the segment (a paragraph) starts
+    turn: int  # increments at every speaker change
+
+
+@dataclass(frozen=True)
+class Script:
+    """A parsed transcript: its segments in order and its speakers in numeric/first-seen order."""
+
+    segments: tuple[Segment, ...]
+    speakers: tuple[str, ...]
+    source: str | None = None
+
+    @property
+    def words(self) -> int:
+        return sum(len(s.text.split()) for s in self.segments)
+
+
+def _event(match: re.Match[str]) -> str:
+    word, edge = match.group("word"), match.group("edge")
+    if edge and word in _EVENT_PAIRED:
+        marker = "SE_s" if edge == "start" else "SE_e"
+        return f"<{marker}>[{_EVENT_PAIRED[word]}]</{marker}>"
+    if not edge and word in _EVENT_SINGLE:
+        return f"<SE>[{_EVENT_SINGLE[word]}]</SE>"
+    return match.group(0)  # unknown tags are left for later stages (e.g. pauses)
+
+
+def normalise_line(text: str) -> str:
+    """Normalise one line of transcript text the way upstream does (minus its bugs)."""
+    text = text.translate(_PUNCT)
+    for unit, words in _UNITS:
+        text = text.replace(unit, words)
+    text = _EVENT_TAG.sub(_event, text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def finish_sentence(text: str) -> str:
+    """Append a full stop when the text ends without closing punctuation (as upstream)."""
+    if text and not text.endswith(_FINAL_OK):
+        return text + "."
+    return text
+
+
+def speaker_sort_key(speaker: str, first_seen: dict[str, int]) -> tuple[int, int]:
+    """SPEAKERn by number (upstream sorts as strings: SPEAKER10 before SPEAKER2), names by first use."""
+    m = _SPEAKER_NUM.match(speaker)
+    return (0, int(m.group(1))) if m else (1, first_seen[speaker])
+
+
+def decode_transcript(data: bytes, path: str | None = None) -> str:
+    """Bytes -> text: UTF-8 with or without BOM, CRLF/CR/LF; binary or other encodings are refused."""
+    if len(data) > MAX_TRANSCRIPT_BYTES:
+        raise TranscriptError(f"transcript is larger than {MAX_TRANSCRIPT_BYTES >> 20} MB; split it into chapters", path)
+    if b"\x00" in data[:65536]:
+        raise TranscriptError("this is a binary file, not a transcript; give a UTF-8 text file", path)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise TranscriptError(
+            f"not valid UTF-8 (byte 0x{data[e.start]:02x}); transcripts must be UTF-8: re-save the file as UTF-8",
+            path,
+            line,
+        ) from e
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_transcript(path: Path) -> Script:
+    """Read and parse a transcript file; errors carry `file:line`."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise TranscriptError("file not found; check the path given to --transcript", str(path)) from e
+    except IsADirectoryError as e:
+        raise TranscriptError("is a directory; give a transcript file", str(path)) from e
+    except OSError as e:
+        raise TranscriptError(f"cannot read ({e.strerror}); check permissions", str(path)) from e
+    return parse_transcript(decode_transcript(data, str(path)), str(path))
+
+
+def parse_transcript(text: str, source: str | None = None) -> Script:
+    """Split text into speaker segments; blank lines end paragraphs; untagged lines continue a turn."""
+    segments: list[Segment] = []
+    speaker, pending_tag_line = DEFAULT_SPEAKER, None
+    buf: list[str] = []
+    start_line, turn = 0, 0
+    first_seen: dict[str, int] = {}
+
+    def flush() -> None:
+        nonlocal buf
+        body = " ".join(buf).strip()
+        if body:
+            first_seen.setdefault(speaker, len(first_seen))
+            segments.append(Segment(speaker, finish_sentence(body), start_line, turn))
+        buf = []
+
+    for number, raw in enumerate(text.split("\n"), start=1):
+        tag = _SPEAKER_TAG.match(raw)
+        rest = raw[tag.end():] if tag else raw
+        if tag:
+            if pending_tag_line is not None:
+                raise TranscriptError(f"speaker tag [{speaker}] has no text; write its words after the tag or delete it", source, pending_tag_line)
+            flush()
+            new = (tag.group("num") or tag.group("name")).upper()
+            if new != speaker and segments:
+                turn += 1
+            speaker, pending_tag_line = new, number
+        line = normalise_line(rest)
+        if not line:
+            if not tag:
+                flush()
+            continue
+        if not buf:
+            start_line = number
+        buf.append(line)
+        pending_tag_line = None
+    if pending_tag_line is not None:
+        raise TranscriptError(f"speaker tag [{speaker}] has no text; write its words after the tag or delete it", source, pending_tag_line)
+    flush()
+    if not segments:
+        raise TranscriptError("transcript has no text; write some, e.g. '[SPEAKER0] Hello there.'", source)
+    speakers = tuple(sorted(first_seen, key=lambda s: speaker_sort_key(s, first_seen)))
+    return Script(tuple(segments), speakers, source)
+
+
+def plain_text(text: str) -> str:
+    """Text for engines that cannot voice sound events: markup and bracket tags removed."""
+    text = re.sub(r"<SE(?:_[se])?>\[[^\]]*\]</SE(?:_[se])?>", " ", text)
+    text = re.sub(r"\[[a-z][^\]]*\]", " ", text)
+    return _SPACES.sub(" ", text).strip()
