@@ -23,6 +23,7 @@ from .transcript import Script, Segment
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
+_WORDLIKE = re.compile(r"\w")
 LONG_TOKEN = 24  # characters; a longer run without spaces counts (and splits) as several words
 
 # Candidate cut positions per level; a cut sits after the whitespace that follows the mark.
@@ -49,8 +50,11 @@ class Chunk:
 
 
 def count_words(text: str) -> int:
-    """Words for budgeting: space-separated tokens, one per CJK character, long runs count extra."""
-    return sum(-(-len(t) // LONG_TOKEN) for t in _TOKEN.findall(text))
+    """Words for budgeting: space-separated tokens, one per CJK character, long runs count extra.
+
+    Tokens of punctuation alone ("," after CJK text, "-") are free.
+    """
+    return sum(-(-len(t) // LONG_TOKEN) for t in _TOKEN.findall(text) if _WORDLIKE.search(t))
 
 
 def _protected_spans(text: str) -> tuple[list[int], list[int]]:

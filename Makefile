@@ -1,0 +1,30 @@
+# higgs: two commands for a newcomer: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)  ## create .venv with the higgs command, its engines and the test tools
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# CPU-capable torch + torchaudio pair first (pinned together: the codec imports torchaudio)
+	$(BIN)/pip install --quiet "torch==2.9.1" "torchaudio==2.9.1"
+	$(BIN)/pip install --quiet -e ".[higgs,test]"
+	touch $(STAMP)
+
+demo: install  ## render a three-voice dialogue from a bundled transcript to out/demo.wav
+	@mkdir -p out
+	$(BIN)/higgs dialogue -t transcripts/demo_dialogue.txt -o out/demo.wav
+
+test: install  ## run the test suite
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check higgs_cli tests bench
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache

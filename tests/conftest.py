@@ -1,0 +1,25 @@
+"""Shared fixtures: an isolated user voice folder and paths to the optional shared reference data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "higgs-audio-examples"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """Never touch the real user's voice library or caches."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HIGGS_VOICES_DIR", str(home / "voices"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def reference() -> Path:
+    if not REFERENCE.is_dir():
+        pytest.skip("../shared/reference is not present")
+    return REFERENCE
