@@ -156,15 +156,6 @@ def _validate_sampling(s: HiggsSettings) -> None:
             raise UsageError(message)
 
 
-def _choose_engine(requested: str, quiet: bool) -> str:
-    from . import engines
-
-    name, note = engines.choose(requested)
-    if note and not quiet:
-        err.print(f"[dim]{note}[/]")
-    return name
-
-
 def _progress(quiet: bool):
     """A Rich progress bar on stderr (chunks done/total, elapsed, ETA), or nothing when quiet."""
     if quiet:
@@ -179,19 +170,22 @@ def _progress(quiet: bool):
 def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool, as_json: bool, quiet: bool,
              engine: str | None = None, voice: Any = None) -> None:
     """Plan, then print the plan (dry run) or render it; `voice` gives every speaker one voice."""
+    from . import engines
     from .audio import check_writable
     from .pipeline import make_plan, manifest, render
 
-    engine = engine or _choose_engine(options.engine, quiet)
+    if output is None and not dry_run:
+        raise UsageError("no output file; add -o OUT.wav (or --dry-run to only plan)")
+    if output is not None:
+        check_writable(output)
+    engine, note = (engine, None) if engine else engines.choose(options.engine)
     options = replace(options, engine=engine)
     plan = make_plan(script, options, engine)
     if voice is not None:
         plan = replace(plan, cast={spk: voice for spk in script.speakers})
-    if output is None and not dry_run:
-        raise UsageError("no output file; add -o OUT.wav (or --dry-run to only plan)")
+    if note and not quiet:
+        err.print(f"[dim]{note}[/]", soft_wrap=True)
     if dry_run:
-        if output is not None:
-            check_writable(output)
         doc = manifest(plan, output)
         if as_json:
             print(json.dumps(doc, ensure_ascii=False, indent=2))
@@ -328,8 +322,10 @@ def clone(
 def _clone_engine(requested: str, saved: bool, quiet: bool) -> str | None:
     from . import engines
 
-    name = _choose_engine(requested, quiet)
+    name, note = engines.choose(requested)
     if engines.engine_class(name).clones:
+        if note and not quiet:
+            err.print(f"[dim]{note}[/]", soft_wrap=True)
         return name
     if saved:
         if not quiet:

@@ -31,7 +31,7 @@ _lib_lock = threading.Lock()  # libespeak-ng is one global synthesiser per proce
 class EspeakEngine(Engine):
     name = "espeak"
     summary = "formant CPU voices (eSpeak NG), many languages and variants, robotic"
-    reproducible = True
+    reproducible = False  # measured: repeated renders differ by a few samples
 
     def __init__(self, settings: Any = None):
         import espeakng_loader
@@ -54,9 +54,14 @@ class EspeakEngine(Engine):
         return None
 
     def _collect(self, wav: Any, count: int, events: Any) -> int:
-        if count > 0:
-            self._pieces.append(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.float32) / 32768.0)
-        return 0
+        # Exceptions cannot cross the C callback: remember Ctrl-C and ask eSpeak to stop (return 1).
+        try:
+            if count > 0:
+                self._pieces.append(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.float32) / 32768.0)
+            return 0
+        except KeyboardInterrupt:
+            self._interrupted = True
+            return 1
 
     def synthesize(self, request: ChunkRequest) -> ChunkAudio:
         opts = request.voice.settings(self.name)
@@ -69,11 +74,13 @@ class EspeakEngine(Engine):
                 raise RenderError(f"eSpeak NG has no voice {voice!r}; fix `engines: espeak: voice:` in the voice profile")
             for param, key, default in ((_RATE, "rate", 165), (_PITCH, "pitch", 50), (_RANGE, "range", 50)):
                 self._lib.espeak_SetParameter(param, int(opts.get(key, default)), 0)
-            self._pieces = []
+            self._pieces, self._interrupted = [], False
             data = text.encode("utf-8") + b"\0"
             err = self._lib.espeak_Synth(data, len(data), 0, 0, 0, _CHARS_UTF8 | _END_PAUSE, None, None)
             self._lib.espeak_Synchronize()
             pieces, self._pieces = self._pieces, []
+        if self._interrupted:
+            raise KeyboardInterrupt
         if err != 0:
             raise RenderError(f"eSpeak NG failed on chunk {request.index} (error {err})")
         audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)

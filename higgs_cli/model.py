@@ -1,0 +1,518 @@
+"""Higgs Audio v2 weights: locate (hub cache or local dir), convert Boson's original layout, load once per process.
+
+Two checkpoint layouts are understood:
+  transformers  LM `config.json` with model_type `higgs_audio_v2` (+ safetensors, tokenizer files);
+                codec `config.json` with model_type `higgs_audio_v2_tokenizer` (+ safetensors).
+  original      Boson's release: LM model_type `higgs_audio` (text_config + audio_* keys, safetensors
+                with `audio_decoder_proj.*` heads); codec `config.json` + `model.pth` with weight-norm.
+Original directories are converted once (`higgs model convert SRC DST`, or automatically into
+`converted_cache_dir()` when a local original directory is given). Nothing here trusts remote code.
+torch/transformers are imported inside functions so that importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import EngineUnavailable, RenderError, UsageError
+from .options import DEFAULT_CODEC, DEFAULT_MODEL
+
+log = logging.getLogger(__name__)
+
+LM_TYPE, CODEC_TYPE, ORIGINAL_LM_TYPE = "higgs_audio_v2", "higgs_audio_v2_tokenizer", "higgs_audio"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model")
+AUDIO_DELAY_TOKEN = "<|reserved_special_token_6|>"
+CPU_WARNING = "running Higgs Audio v2 on the CPU: expect about 50x slower than real time (use a CUDA GPU)"
+_LOADED: dict[tuple, Loaded] = {}
+
+
+# --- locations -----------------------------------------------------------------------------------
+def is_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def converted_cache_dir() -> Path:
+    """Where auto-converted original-layout checkpoints live ($HIGGS_CACHE_DIR, else the user cache)."""
+    if os.environ.get("HIGGS_CACHE_DIR"):
+        return Path(os.environ["HIGGS_CACHE_DIR"]) / "converted"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "higgs" / "converted"
+
+
+def model_spec(spec: str, default: str, env: str) -> str:
+    """The model location to use: an explicit setting, else $HIGGS_MODEL / $HIGGS_CODEC, else the default."""
+    if spec == default and os.environ.get(env):
+        return os.environ[env]
+    return spec
+
+
+def is_hub_id(spec: str) -> bool:
+    return re.fullmatch(r"[\w-][\w.-]*/[\w.-]+", spec) is not None and not Path(spec).expanduser().exists()
+
+
+def cached_snapshot(repo_id: str, revision: str | None) -> Path | None:
+    """The local snapshot directory of a hub repo when its config is in the HF cache; no network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def locate(spec: str, revision: str | None = None, *, download: bool = True) -> Path:
+    """A local directory for a hub id or path: the cache first, then (online only) a download."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path
+    if not is_hub_id(spec):
+        raise UsageError(f"model directory {spec} not found; give an existing directory or a hub id like {DEFAULT_MODEL}")
+    snapshot = cached_snapshot(spec, revision)
+    if snapshot is not None and _complete(snapshot):
+        return snapshot
+    if is_offline() or not download:
+        raise EngineUnavailable(f"{spec} is not in the local Hugging Face cache; run `higgs model download` "
+                                f"(with network access) or pass --model/--codec DIR")
+    log.info("downloading %s (first use; `higgs model download` prefetches)", spec)
+    return download_repo(spec, revision)
+
+
+def _complete(directory: Path) -> bool:
+    return any(directory.glob("*.safetensors")) or (directory / "model.pth").exists()
+
+
+def download_repo(repo_id: str, revision: str | None = None) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision))
+    except Exception as e:  # network, auth, unknown repo: all reported as one line
+        raise EngineUnavailable(f"cannot download {repo_id} ({e.__class__.__name__}: {str(e).splitlines()[0][:120]}); "
+                                f"check the id and network, or pass --model/--codec DIR") from e
+
+
+# --- layouts -------------------------------------------------------------------------------------
+def _read_config(directory: Path) -> dict[str, Any]:
+    try:
+        return json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def layout(directory: Path) -> str:
+    """'lm' or 'codec' (transformers layout), 'original-lm' or 'original-codec'; UsageError otherwise."""
+    config = _read_config(directory)
+    kind = config.get("model_type")
+    if kind == LM_TYPE and _complete(directory):
+        return "lm"
+    if kind == CODEC_TYPE and _complete(directory):
+        return "codec"
+    if kind == ORIGINAL_LM_TYPE and any(directory.glob("*.safetensors")):
+        return "original-lm"
+    if (directory / "model.pth").exists() and {"ratios", "n_q"} & set(config):
+        return "original-codec"
+    raise UsageError(f"{directory} is not a Higgs Audio v2 checkpoint (need config.json with model_type "
+                     f"{LM_TYPE} / {CODEC_TYPE}, or Boson's original layout); point --model/--codec at one")
+
+
+def ready_dir(spec: str, revision: str | None, want: str) -> Path:
+    """A transformers-layout directory of kind `want` ('lm' or 'codec'), converting an original one once."""
+    directory = locate(spec, revision)
+    kind = layout(directory)
+    if kind == f"original-{want}":
+        return auto_convert(directory)
+    if kind != want:
+        other = "--codec" if want == "lm" else "--model"
+        raise UsageError(f"{spec} holds a {kind.replace('original-', '')} checkpoint, not a {want}; did you mean {other} {spec}?")
+    return directory
+
+
+def auto_convert(src: Path) -> Path:
+    """Convert an original-layout directory into the user cache (once per source directory)."""
+    key = hashlib.sha256(str(src.resolve()).encode()).hexdigest()[:12]
+    dst = converted_cache_dir() / f"{src.resolve().name}-{key}"
+    if (dst / "config.json").exists():
+        return dst
+    log.info("converting original Higgs Audio checkpoint %s -> %s (once)", src, dst)
+    convert(src, dst)
+    return dst
+
+
+# --- conversion ----------------------------------------------------------------------------------
+def convert(src: Path, dst: Path) -> str:
+    """Convert an original-layout LM or codec directory to the transformers layout; returns the kind."""
+    src, dst = Path(src).expanduser(), Path(dst).expanduser()
+    if not src.is_dir():
+        raise UsageError(f"{src} is not a directory; give the original checkpoint directory")
+    kind = layout(src)
+    if not kind.startswith("original-"):
+        raise UsageError(f"{src} is already in the transformers layout; load it directly with --model/--codec")
+    tmp = dst.with_name(f".{dst.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        if kind == "original-lm":
+            _convert_lm(src, tmp)
+        else:
+            _convert_codec(src, tmp)
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)
+    return kind.removeprefix("original-")
+
+
+def _lm_config(original: dict[str, Any], tokenizer: Any) -> Any:
+    from transformers import HiggsAudioV2Config
+
+    text = dict(original.get("text_config") or {})
+    rope = text.get("rope_scaling") or text.get("rope_parameters")
+    rope = dict(rope, rope_theta=text.get("rope_theta", 500000.0)) if rope else None
+    if rope and "type" in rope and "rope_type" not in rope:
+        rope["rope_type"] = rope.pop("type")
+    keep = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "num_key_value_heads", "hidden_act", "max_position_embeddings", "rms_norm_eps", "attention_bias",
+            "mlp_bias", "head_dim", "tie_word_embeddings")
+    kwargs = {k: text[k] for k in keep if text.get(k) is not None}
+    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    return HiggsAudioV2Config(
+        **kwargs,
+        rope_parameters=rope,
+        num_codebooks=original.get("audio_num_codebooks", 8),
+        codebook_size=original.get("audio_codebook_size", 1024) + 2,  # + stream BOS/EOS
+        audio_stream_bos_id=original.get("audio_stream_bos_id", 1024),
+        audio_stream_eos_id=original.get("audio_stream_eos_id", 1025),
+        audio_token_id=original.get("audio_out_token_idx", 128016),
+        audio_bos_token_id=original.get("audio_out_bos_token_id", 128013),
+        audio_delay_token_id=tokenizer.convert_tokens_to_ids(AUDIO_DELAY_TOKEN),
+        pad_token_id=original.get("pad_token_id", 128001),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=eot,
+    )
+
+
+def _lm_state_dict(src: Path) -> dict[str, Any]:
+    import torch
+    from safetensors.torch import load_file
+
+    raw: dict[str, Any] = {}
+    for path in sorted(src.glob("*.safetensors")):
+        raw.update(load_file(path))
+    # Boson trains with partially frozen embeddings/heads: the two halves are concatenated back.
+    for whole, (a, b) in {
+        "embed_tokens.weight": ("embed_tokens.embedding_frozen.weight", "embed_tokens.embedding_trainable.weight"),
+        "audio_decoder_proj.audio_lm_head.weight": ("audio_decoder_proj.audio_lm_head.linear_frozen.weight",
+                                                    "audio_decoder_proj.audio_lm_head.linear_trainable.weight"),
+        "audio_decoder_proj.text_lm_head.weight": ("audio_decoder_proj.text_lm_head.linear_frozen.weight",
+                                                   "audio_decoder_proj.text_lm_head.linear_trainable.weight"),
+    }.items():
+        if a in raw:
+            raw[whole] = torch.cat([raw.pop(a), raw.pop(b)], dim=0)
+    out = {}
+    for key, tensor in raw.items():
+        if key.endswith(("rotary_emb.inv_freq", "rotary_emb.original_inv_freq", "audio_codebook_weights")):
+            continue
+        key = re.sub(r"^audio_codebook_embeddings\.", "model.embed_audio_tokens.embed_audio_tokens.", key)
+        key = re.sub(r"^(embed_tokens|layers|norm)\b", r"model.\1", key)
+        out[re.sub(r"^audio_decoder_proj\.", "", key)] = tensor
+    return out
+
+
+def _convert_lm(src: Path, dst: Path) -> None:
+    import torch
+    from transformers import AutoTokenizer, HiggsAudioV2ForConditionalGeneration
+
+    original = _read_config(src)
+    layers = original.get("audio_dual_ffn_layers")
+    n_layers = (original.get("text_config") or {}).get("num_hidden_layers")
+    if original.get("audio_adapter_type") != "dual_ffn" or (layers is not None and len(layers) != n_layers):
+        raise UsageError(f"{src}: only Higgs Audio v2 checkpoints (dual FFN in every layer) can be converted")
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    config = _lm_config(original, tokenizer)
+    state = _lm_state_dict(src)
+    with torch.device("meta"):
+        model = HiggsAudioV2ForConditionalGeneration(config, use_text_head="text_lm_head.weight" in state)
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    missing = [k for k in missing if not k.endswith("audio_tokens_offsets")]
+    if missing or unexpected:
+        raise UsageError(f"{src}: weights do not match the Higgs Audio v2 architecture "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]}); is this the 3B base checkpoint?")
+    model.model.embed_audio_tokens.audio_tokens_offsets = torch.arange(config.num_codebooks) * config.codebook_size
+    model.generation_config.ras_win_len = 7
+    model.generation_config.ras_win_max_num_repeat = 2
+    model.save_pretrained(dst)
+    tokenizer.save_pretrained(dst)
+
+
+def _merge_weight_norm(state: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in state.items():
+        if key.endswith(".weight_v"):
+            continue
+        if key.endswith(".weight_g"):
+            base = key.removesuffix(".weight_g")
+            v = state[base + ".weight_v"]
+            norm = v.norm(dim=list(range(1, v.dim())), keepdim=True)
+            out[base + ".weight"] = value * v / norm
+        else:
+            out[key] = value
+    return out
+
+
+_STAGE = ("snake1", "conv1", "snake2", "conv2")
+
+
+def codec_key(key: str, n_blocks: int) -> str | None:
+    """Boson codec parameter name -> transformers name (None for parameters the port drops)."""
+    if key.startswith("fc1."):
+        return None  # unused in the forward pass
+    rules: list[tuple[str, Any]] = [
+        (r"^encoder\.block\.0\.", "acoustic_encoder.conv1."),
+        (rf"^encoder\.block\.{n_blocks + 1}\.", "acoustic_encoder.snake1."),
+        (rf"^encoder\.block\.{n_blocks + 2}\.", "acoustic_encoder.conv2."),
+        (r"^encoder\.block\.(\d+)\.block\.([012])\.block\.([0123])\.",
+         lambda m: f"acoustic_encoder.block.{int(m[1]) - 1}.res_unit{int(m[2]) + 1}.{_STAGE[int(m[3])]}."),
+        (r"^encoder\.block\.(\d+)\.block\.3\.", lambda m: f"acoustic_encoder.block.{int(m[1]) - 1}.snake1."),
+        (r"^encoder\.block\.(\d+)\.block\.4\.", lambda m: f"acoustic_encoder.block.{int(m[1]) - 1}.conv1."),
+        (r"^decoder_2\.model\.0\.", "acoustic_decoder.conv1."),
+        (rf"^decoder_2\.model\.{n_blocks + 1}\.", "acoustic_decoder.snake1."),
+        (rf"^decoder_2\.model\.{n_blocks + 2}\.", "acoustic_decoder.conv2."),
+        (r"^decoder_2\.model\.(\d+)\.block\.0\.", lambda m: f"acoustic_decoder.block.{int(m[1]) - 1}.snake1."),
+        (r"^decoder_2\.model\.(\d+)\.block\.1\.", lambda m: f"acoustic_decoder.block.{int(m[1]) - 1}.conv_t1."),
+        (r"^decoder_2\.model\.(\d+)\.block\.([234])\.block\.([0123])\.",
+         lambda m: f"acoustic_decoder.block.{int(m[1]) - 1}.res_unit{int(m[2]) - 1}.{_STAGE[int(m[3])]}."),
+        (r"^quantizer\.vq\.layers\.", "quantizer.quantizers."),
+        (r"\._codebook\.", ".codebook."),
+        (r"^fc_prior\.", "fc."),
+        (r"^fc_post1\.", "fc1."),
+        (r"^fc_post2\.", "fc2."),
+        (r"\.(conv|conv1|conv2)\.conv\.", r".\1."),
+    ]
+    for pattern, replacement in rules:
+        key = re.sub(pattern, replacement, key)
+    return key
+
+
+def _hubert_config(state: dict[str, Any]) -> dict[str, Any]:
+    """HuBERT's shape read off its weights (the original config only names a hub model)."""
+    p = "semantic_model."
+    hidden = state[p + "feature_projection.projection.weight"].shape[0]
+    layers = {int(m[1]) for k in state if (m := re.match(rf"{re.escape(p)}encoder\.layers\.(\d+)\.", k))}
+    convs = sorted(int(m[1]) for k in state if (m := re.match(rf"{re.escape(p)}feature_extractor\.conv_layers\.(\d+)\.conv\.weight$", k)))
+    conv_w = [state[f"{p}feature_extractor.conv_layers.{i}.conv.weight"] for i in convs]
+    pos = next(v for k, v in state.items() if k.startswith(p + "encoder.pos_conv_embed.conv.") and v.dim() == 3 and "bias" not in k)
+    groups = hidden // pos.shape[1] if pos.shape[0] == hidden else hidden // pos.shape[0]
+    return {
+        "hidden_size": hidden, "num_hidden_layers": len(layers),
+        "num_attention_heads": max(1, hidden // 64),
+        "intermediate_size": state[p + "encoder.layers.0.feed_forward.intermediate_dense.weight"].shape[0],
+        "conv_dim": [w.shape[0] for w in conv_w], "conv_kernel": [w.shape[-1] for w in conv_w],
+        "num_conv_pos_embeddings": pos.shape[-1], "num_conv_pos_embedding_groups": groups,
+        "mask_time_prob": 0.0,
+    }
+
+
+def _convert_codec(src: Path, dst: Path) -> None:
+    import torch
+    from transformers import DacFeatureExtractor, HiggsAudioV2TokenizerConfig, HiggsAudioV2TokenizerModel
+
+    original = _read_config(src)
+    try:
+        raw = torch.load(src / "model.pth", map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UsageError(f"{src}/model.pth is not a plain weights file ({e.__class__.__name__}); re-download the codec") from e
+    raw = _merge_weight_norm(raw)
+    ratios = list(original["ratios"])
+    state = {new: v for k, v in raw.items() if (new := codec_key(k, len(ratios))) is not None}
+    config = HiggsAudioV2TokenizerConfig(
+        acoustic_model_config={
+            "encoder_hidden_size": state["acoustic_encoder.conv1.weight"].shape[0],
+            "downsampling_ratios": ratios, "upsampling_ratios": ratios,
+            "decoder_hidden_size": state["acoustic_decoder.conv1.weight"].shape[0],
+            "hidden_size": original.get("D", state["acoustic_encoder.conv2.weight"].shape[0]),
+        },
+        semantic_model_config=_hubert_config(state),
+        codebook_size=original.get("bins", 1024),
+        codebook_dim=state["quantizer.quantizers.0.codebook.embed"].shape[1],
+        target_bandwidths=list(original.get("target_bandwidths", [0.5, 1, 1.5, 2, 4])),
+        sample_rate=original.get("sample_rate", 24000),
+        semantic_sample_rate=original.get("semantic_sample_rate") or 16000,
+    )
+    with torch.device("meta"):
+        model = HiggsAudioV2TokenizerModel(config)
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    if missing or [k for k in unexpected if not k.endswith("masked_spec_embed")]:
+        raise UsageError(f"{src}: codec weights do not match the Higgs Audio v2 tokenizer "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.save_pretrained(dst)
+    DacFeatureExtractor(feature_size=1, hop_length=config.hop_length, padding_side="right", padding_value=0.0,
+                        return_attention_mask=True, sampling_rate=config.sample_rate).save_pretrained(dst)
+
+
+# --- loading -------------------------------------------------------------------------------------
+@dataclass
+class Loaded:
+    """A loaded model + processor pair; torch objects stay inside the engine."""
+
+    model: Any  # HiggsAudioV2ForConditionalGeneration
+    processor: Any  # HiggsAudioV2Processor (tokenizer + feature extractor + codec)
+    device: Any
+    dtype: Any
+    model_dir: Path
+    codec_dir: Path
+
+    @property
+    def codec(self) -> Any:
+        return self.processor.audio_tokenizer
+
+    @property
+    def num_codebooks(self) -> int:
+        return int(self.model.config.num_codebooks)
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.model.config.max_position_embeddings)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.codec.config.sample_rate)
+
+    @property
+    def hop_length(self) -> int:
+        return int(self.codec.config.hop_length)
+
+
+def resolve_device(device: str, dtype: str) -> tuple[Any, Any]:
+    """(torch.device, torch.dtype) for the settings: CUDA bf16 (fp16 without bf16 support), CPU float32."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EngineUnavailable(f"--device {device} but no CUDA GPU is visible; use --device cpu (slow) or fix the CUDA setup")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise UsageError(f"unknown device {device!r}; use auto, cuda, cuda:N or cpu") from e
+    if dtype == "auto":
+        if dev.type == "cuda":
+            return dev, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return dev, torch.float32
+    names = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
+             "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}
+    if dtype not in names:
+        raise UsageError(f"unknown dtype {dtype!r}; use auto, bfloat16, float16 or float32")
+    return dev, names[dtype]
+
+
+def load(settings: Any) -> Loaded:
+    """Load (or reuse) the LM and codec named by the settings on their device; one copy per process."""
+    model_id = model_spec(settings.model, DEFAULT_MODEL, "HIGGS_MODEL")
+    codec_id = model_spec(settings.codec, DEFAULT_CODEC, "HIGGS_CODEC")
+    device, dtype = resolve_device(settings.device, settings.dtype)
+    key = (model_id, codec_id, settings.revision, settings.codec_revision, str(device), str(dtype))
+    if key not in _LOADED:
+        if device.type == "cpu":
+            warnings.warn(CPU_WARNING, RuntimeWarning, stacklevel=2)
+        model_dir = ready_dir(model_id, settings.revision, "lm")
+        codec_dir = ready_dir(codec_id, settings.codec_revision, "codec")
+        _LOADED[key] = _load_dirs(model_dir, codec_dir, device, dtype)
+    return _LOADED[key]
+
+
+def _load_dirs(model_dir: Path, codec_dir: Path, device: Any, dtype: Any) -> Loaded:
+    from transformers import HiggsAudioV2ForConditionalGeneration, HiggsAudioV2TokenizerModel
+
+    try:
+        model = HiggsAudioV2ForConditionalGeneration.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+        codec = HiggsAudioV2TokenizerModel.from_pretrained(codec_dir).to(device).eval()
+        processor = assemble_processor(model_dir, codec_dir, codec, model.config)
+    except (OSError, ValueError) as e:
+        raise RenderError(f"cannot load Higgs Audio weights from {model_dir} / {codec_dir} "
+                          f"({e.__class__.__name__}: {str(e).splitlines()[0][:160]}); re-run `higgs model download`") from e
+    return Loaded(model, processor, device, dtype, model_dir, codec_dir)
+
+
+def assemble_processor(model_dir: Path, codec_dir: Path, codec: Any, config: Any) -> Any:
+    """Build the processor from local parts (the codec path stored in processor_config.json is ignored)."""
+    from transformers import AutoTokenizer, DacFeatureExtractor, HiggsAudioV2Processor
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if (codec_dir / "preprocessor_config.json").exists():
+        features = DacFeatureExtractor.from_pretrained(codec_dir)
+    else:
+        features = DacFeatureExtractor(feature_size=1, hop_length=codec.config.hop_length, padding_value=0.0,
+                                       sampling_rate=codec.config.sample_rate, return_attention_mask=True)
+    return HiggsAudioV2Processor(
+        feature_extractor=features, tokenizer=tokenizer, audio_tokenizer=codec,
+        audio_stream_bos_id=config.audio_stream_bos_id, audio_stream_eos_id=config.audio_stream_eos_id,
+    )
+
+
+def clear_cache() -> None:
+    """Forget loaded models (tests; long-lived processes switching models)."""
+    _LOADED.clear()
+
+
+# --- cheap availability (no torch) -----------------------------------------------------------------
+def weights_present(spec: str, revision: str | None = None) -> bool:
+    """True when `spec` is a local directory or a hub id whose snapshot is in the local cache."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return (path / "config.json").exists()
+    if not is_hub_id(spec):
+        return False
+    try:
+        snapshot = cached_snapshot(spec, revision)
+    except Exception:  # a broken cache must not break `higgs engines`
+        return False
+    return snapshot is not None and _complete(snapshot)
+
+
+# --- cache listing (higgs model info) ------------------------------------------------------------
+def cache_info() -> list[dict[str, Any]]:
+    """Higgs-related repos in the HF cache and converted checkpoints in our cache."""
+    from huggingface_hub import scan_cache_dir
+
+    rows: list[dict[str, Any]] = []
+    try:
+        repos = scan_cache_dir().repos
+    except Exception:  # no cache dir yet
+        repos = frozenset()
+    wanted = {DEFAULT_MODEL, DEFAULT_CODEC, model_spec(DEFAULT_MODEL, DEFAULT_MODEL, "HIGGS_MODEL"),
+              model_spec(DEFAULT_CODEC, DEFAULT_CODEC, "HIGGS_CODEC")}
+    for repo in sorted(repos, key=lambda r: r.repo_id):
+        if repo.repo_id in wanted or "higgs" in repo.repo_id.lower():
+            for rev in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
+                rows.append({"id": repo.repo_id, "revision": rev.commit_hash[:12], "refs": sorted(rev.refs),
+                             "size_bytes": rev.size_on_disk, "path": str(rev.snapshot_path)})
+    converted = converted_cache_dir()
+    if converted.is_dir():
+        for d in sorted(converted.iterdir()):
+            if (d / "config.json").exists():
+                size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+                rows.append({"id": f"converted:{d.name}", "revision": None, "refs": [], "size_bytes": size, "path": str(d)})
+    return rows
+
+
+def download(model: str = DEFAULT_MODEL, codec: str = DEFAULT_CODEC, revision: str | None = None,
+             codec_revision: str | None = None) -> list[Path]:
+    """Prefetch the LM and codec into the HF cache (hub ids only; local directories are left alone)."""
+    if is_offline():
+        raise EngineUnavailable("HF_HUB_OFFLINE is set; unset it to download, or copy the weights and pass --model/--codec DIR")
+    paths = []
+    for spec, rev in ((model, revision), (codec, codec_revision)):
+        path = Path(spec).expanduser()
+        paths.append(path if path.is_dir() else download_repo(spec, rev))
+    return paths
