@@ -37,6 +37,14 @@ err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
 # --- shared options -------------------------------------------------------------------------------
+_PANEL = "Higgs engine"
+
+
+def _higgs(*names: str, help: str) -> Any:
+    """An option of the higgs engine: grouped in --help, no default shown (the engine's applies)."""
+    return typer.Option(*names, help=help, rich_help_panel=_PANEL, show_default=False)
+
+
 Transcript = Annotated[Path | None, typer.Option("--transcript", "-t", help="Transcript file ('-' reads stdin).", show_default=False)]
 Text = Annotated[str | None, typer.Option("--text", help="Text to speak instead of a transcript file.", show_default=False)]
 Out = Annotated[Path | None, typer.Option("--out", "-o", help="Output audio file; format from the extension (wav, flac, ogg, opus, mp3).", show_default=False)]
@@ -46,21 +54,21 @@ MaxWords = Annotated[int, typer.Option("--max-words", min=1, help="Word budget p
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Plan only: show chunks and voices, synthesise nothing.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
-Model = Annotated[str | None, typer.Option(help="higgs: model hub id or local dir.", rich_help_panel="Higgs engine", show_default=False)]
-Codec = Annotated[str | None, typer.Option(help="higgs: audio tokenizer hub id or local dir.", rich_help_panel="Higgs engine", show_default=False)]
-Revision = Annotated[str | None, typer.Option(help="higgs: model revision (branch, tag or commit).", rich_help_panel="Higgs engine", show_default=False)]
-Device = Annotated[str, typer.Option(help="higgs: auto, cuda, cuda:N or cpu.", rich_help_panel="Higgs engine")]
-Temperature = Annotated[float | None, typer.Option(help="higgs: sampling temperature 0..1.5.", rich_help_panel="Higgs engine", show_default=False)]
-TopK = Annotated[int | None, typer.Option("--top-k", help="higgs: top-k -1..100 (-1 disables).", rich_help_panel="Higgs engine", show_default=False)]
-TopP = Annotated[float | None, typer.Option("--top-p", help="higgs: top-p 0.1..1.", rich_help_panel="Higgs engine", show_default=False)]
-RasWindow = Annotated[int | None, typer.Option("--ras-window", help="higgs: repetition-aware sampling window (0 disables; use 0 for music/humming).", rich_help_panel="Higgs engine", show_default=False)]
-RasRepeat = Annotated[int | None, typer.Option("--ras-max-repeat", help="higgs: repeats allowed inside the RAS window.", rich_help_panel="Higgs engine", show_default=False)]
-MaxNew = Annotated[int | None, typer.Option("--max-new-tokens", help="higgs: max audio frames per chunk (25 per second).", rich_help_panel="Higgs engine", show_default=False)]
-ContextChunks = Annotated[int | None, typer.Option("--context-chunks", help="higgs: earlier chunks kept as audio context.", rich_help_panel="Higgs engine", show_default=False)]
-Scene = Annotated[str | None, typer.Option(help="higgs: scene description, as text or a file path.", rich_help_panel="Higgs engine", show_default=False)]
-RefInSystem = Annotated[bool, typer.Option("--ref-in-system", help="higgs: put reference clips in the system message.", rich_help_panel="Higgs engine")]
-Emotion = Annotated[str | None, typer.Option(help=f"higgs: {', '.join(EMOTIONS)}.", rich_help_panel="Higgs engine", show_default=False)]
-Speed = Annotated[float | None, typer.Option(help="higgs: speaking-rate hint (0.5..2).", rich_help_panel="Higgs engine", show_default=False)]
+Model = Annotated[str | None, _higgs(help="higgs: model hub id or local dir.")]
+Codec = Annotated[str | None, _higgs(help="higgs: audio tokenizer hub id or local dir.")]
+Revision = Annotated[str | None, _higgs(help="higgs: model revision (branch, tag or commit).")]
+Device = Annotated[str, typer.Option(help="higgs: auto, cuda, cuda:N or cpu.", rich_help_panel=_PANEL)]
+Temperature = Annotated[float | None, _higgs(help="higgs: sampling temperature 0..1.5.")]
+TopK = Annotated[int | None, _higgs("--top-k", help="higgs: top-k -1..100 (-1 disables).")]
+TopP = Annotated[float | None, _higgs("--top-p", help="higgs: top-p 0.1..1.")]
+RasWindow = Annotated[int | None, _higgs("--ras-window", help="higgs: repetition-aware sampling window (0 disables; use 0 for music/humming).")]
+RasRepeat = Annotated[int | None, _higgs("--ras-max-repeat", help="higgs: repeats allowed inside the RAS window.")]
+MaxNew = Annotated[int | None, _higgs("--max-new-tokens", help="higgs: max audio frames per chunk (25 per second).")]
+ContextChunks = Annotated[int | None, _higgs("--context-chunks", help="higgs: earlier chunks kept as audio context.")]
+Scene = Annotated[str | None, _higgs(help="higgs: scene description, as text or a file path.")]
+RefInSystem = Annotated[bool, typer.Option("--ref-in-system", help="higgs: put reference clips in the system message.", rich_help_panel=_PANEL)]
+Emotion = Annotated[str | None, _higgs(help=f"higgs: {', '.join(EMOTIONS)}.")]
+Speed = Annotated[float | None, _higgs(help="higgs: speaking-rate hint (0.5..2).")]
 
 
 def _version(value: bool) -> None:
@@ -234,7 +242,8 @@ def _job_options(engine: str, chunk: str, max_words: int, seed: int, voice: list
 def generate(
     transcript: Transcript = None, text: Text = None, out_path: Out = None,
     engine: EngineOpt = "auto",
-    voice: Annotated[list[str] | None, typer.Option("--voice", "-v", help="Voice NAME (or a clip path) for the text; SPEAKER=NAME maps one speaker.", show_default=False)] = None,
+    voice: Annotated[list[str] | None, typer.Option("--voice", "-v", show_default=False,
+                                                    help="Voice NAME (or a clip path) for the text; SPEAKER=NAME maps one speaker.")] = None,
     seed: Seed = DEFAULT_SEED,
     chunk: Annotated[str, typer.Option(help=f"Chunking: {', '.join(CHUNK_METHODS)}.")] = DEFAULT_CHUNK,
     max_words: MaxWords = DEFAULT_MAX_WORDS,
@@ -258,7 +267,8 @@ def generate(
 def dialogue(
     transcript: Transcript = None, text: Text = None, out_path: Out = None,
     engine: EngineOpt = "auto",
-    voice: Annotated[list[str] | None, typer.Option("--voice", "-v", help="SPEAKER=NAME (repeatable); unmapped speakers get distinct voices.", show_default=False)] = None,
+    voice: Annotated[list[str] | None, typer.Option("--voice", "-v", show_default=False,
+                                                    help="SPEAKER=NAME (repeatable); unmapped speakers get distinct voices.")] = None,
     seed: Seed = DEFAULT_SEED,
     chunk: Annotated[str, typer.Option(help=f"Chunking: {', '.join(CHUNK_METHODS)}.")] = DEFAULT_DIALOGUE_CHUNK,
     max_words: MaxWords = DEFAULT_MAX_WORDS,
@@ -284,7 +294,9 @@ def dialogue(
 @reported
 def clone(
     ref: Annotated[Path, typer.Option("--ref", "-r", help="Reference clip of the voice to clone (3-30 s).")],
-    ref_text: Annotated[str | None, typer.Option("--ref-text", help="Exact words spoken in the clip (text or a .txt path); without it the clip goes in the scene.", show_default=False)] = None,
+    ref_text: Annotated[str | None, typer.Option(
+        "--ref-text", show_default=False,
+        help="Exact words spoken in the clip (text or a .txt path); without it the clip goes in the scene.")] = None,
     transcript: Transcript = None, text: Text = None, out_path: Out = None,
     save_as: Annotated[str | None, typer.Option("--save-as", help="Also store the clip as a user voice NAME.", show_default=False)] = None,
     engine: EngineOpt = "auto", seed: Seed = DEFAULT_SEED,
