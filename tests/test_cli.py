@@ -226,3 +226,13 @@ def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path):
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_one_megabyte_single_line_transcript_plans_cleanly(tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_text(("All work and no play makes a dull day, they said. " * 20000)[:1_000_000])
+    result = run("generate", "-t", str(big), "--dry-run", "--json")
+    assert result.exit_code == 0, result.output[-500:]
+    doc = json.loads(result.stdout)
+    assert max(c["words"] for c in doc["chunks"]) <= 60
+    assert doc["words"] == sum(c["words"] for c in doc["chunks"]) > 150_000
