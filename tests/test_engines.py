@@ -59,3 +59,9 @@ def test_espeak_voices_differ():
     a = render(engine, "ava")
     assert 2.0 < len(a) / engine.sample_rate < 7.0
     assert median_f0(a, engine.sample_rate) > 1.2 * median_f0(render(engine, "brock"), engine.sample_rate)
+
+
+def test_piper_is_reproducible_per_seed(piper):
+    a, b, c = render(piper, "ava", seed=5), render(piper, "ava", seed=5), render(piper, "ava", seed=6)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a[: len(c)], c[: len(a)])
