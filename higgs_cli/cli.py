@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
+from .cli_model import model_app
 from .errors import EngineUnavailable, HiggsError, UsageError
 from .options import (
     CHUNK_METHODS,
@@ -33,6 +34,7 @@ app = typer.Typer(
 )
 voices_app = typer.Typer(help="List, inspect, add and remove voices.", no_args_is_help=True)
 app.add_typer(voices_app, name="voices")
+app.add_typer(model_app, name="model")
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
@@ -141,27 +143,12 @@ def _scene(value: str | None) -> str | None:
 
 
 def _higgs_settings(**given: Any) -> HiggsSettings:
+    from .engines.higgs import validate_settings  # torch-free
+
     given["scene"] = _scene(given.get("scene"))
     settings = replace(HiggsSettings(), **{k: v for k, v in given.items() if v is not None and v is not False})
-    if settings.emotion and settings.emotion not in EMOTIONS:
-        raise UsageError(f"--emotion {settings.emotion!r}: use one of {', '.join(EMOTIONS)}")
-    _validate_sampling(settings)
+    validate_settings(settings)
     return settings
-
-
-def _validate_sampling(s: HiggsSettings) -> None:
-    checks = (
-        (0.0 <= s.temperature <= 1.5, f"--temperature {s.temperature}: use a value from 0 to 1.5"),
-        (s.top_k == -1 or 1 <= s.top_k <= 100, f"--top-k {s.top_k}: use -1 (off) or 1..100"),
-        (0.1 <= s.top_p <= 1.0, f"--top-p {s.top_p}: use a value from 0.1 to 1"),
-        (s.ras_window >= 0 and s.ras_max_repeat >= 1, "--ras-window must be >= 0 (0 disables) and --ras-max-repeat >= 1"),
-        (s.max_new_tokens >= 1, "--max-new-tokens must be at least 1"),
-        (s.context_chunks >= 0, "--context-chunks must be >= 0"),
-        (s.speed is None or 0.5 <= s.speed <= 2.0, f"--speed {s.speed}: use a value from 0.5 to 2"),
-    )
-    for ok, message in checks:
-        if not ok:
-            raise UsageError(message)
 
 
 def _progress(quiet: bool):
@@ -186,7 +173,7 @@ def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool,
         raise UsageError("no output file; add -o OUT.wav (or --dry-run to only plan)")
     if output is not None:
         check_writable(output)
-    engine, note = (engine, None) if engine else engines.choose(options.engine)
+    engine, note = (engine, None) if engine else engines.choose(options.engine, options.higgs)
     options = replace(options, engine=engine)
     plan = make_plan(script, options, engine)
     if voice is not None:
@@ -322,7 +309,7 @@ def clone(
             err.print(f"saved voice {saved.name!r} to {saved.clip}")
     if save_as and transcript is None and text is None:
         return
-    name = _clone_engine(engine, bool(save_as), quiet)
+    name = _clone_engine(engine, higgs, bool(save_as), quiet)
     if name is None:
         return
     voices.prepare_clip(ref)  # fail early on a corrupt, silent or badly sized clip
@@ -331,10 +318,10 @@ def clone(
     _run_job(_load_script(transcript, text), options, out_path, dry_run, as_json, quiet, engine=name, voice=voice)
 
 
-def _clone_engine(requested: str, saved: bool, quiet: bool) -> str | None:
+def _clone_engine(requested: str, settings: HiggsSettings, saved: bool, quiet: bool) -> str | None:
     from . import engines
 
-    name, note = engines.choose(requested)
+    name, note = engines.choose(requested, settings)
     if engines.engine_class(name).clones:
         if note and not quiet:
             err.print(f"[dim]{note}[/]", soft_wrap=True)

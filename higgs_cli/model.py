@@ -254,16 +254,17 @@ def _convert_lm(src: Path, dst: Path) -> None:
 
 
 def _merge_weight_norm(state: dict[str, Any]) -> dict[str, Any]:
+    """Fold the acoustic convs' weight norm into plain weights; HuBERT keeps its own (as parametrizations)."""
     out = {}
     for key, value in state.items():
-        if key.endswith(".weight_v"):
-            continue
-        if key.endswith(".weight_g"):
+        if key.startswith("semantic_model.") and key.endswith((".weight_g", ".weight_v")):
+            part = "original0" if key.endswith("_g") else "original1"
+            out[key[: -len(".weight_g")] + f".parametrizations.weight.{part}"] = value
+        elif key.endswith(".weight_g"):
             base = key.removesuffix(".weight_g")
             v = state[base + ".weight_v"]
-            norm = v.norm(dim=list(range(1, v.dim())), keepdim=True)
-            out[base + ".weight"] = value * v / norm
-        else:
+            out[base + ".weight"] = value * v / v.norm(dim=list(range(1, v.dim())), keepdim=True)
+        elif not key.endswith(".weight_v"):
             out[key] = value
     return out
 
@@ -309,8 +310,9 @@ def _hubert_config(state: dict[str, Any]) -> dict[str, Any]:
     layers = {int(m[1]) for k in state if (m := re.match(rf"{re.escape(p)}encoder\.layers\.(\d+)\.", k))}
     convs = sorted(int(m[1]) for k in state if (m := re.match(rf"{re.escape(p)}feature_extractor\.conv_layers\.(\d+)\.conv\.weight$", k)))
     conv_w = [state[f"{p}feature_extractor.conv_layers.{i}.conv.weight"] for i in convs]
-    pos = next(v for k, v in state.items() if k.startswith(p + "encoder.pos_conv_embed.conv.") and v.dim() == 3 and "bias" not in k)
-    groups = hidden // pos.shape[1] if pos.shape[0] == hidden else hidden // pos.shape[0]
+    pos = max((v for k, v in state.items() if k.startswith(p + "encoder.pos_conv_embed.conv.") and v.dim() == 3),
+              key=lambda v: v.numel())  # the direction tensor (hidden, hidden / groups, kernel)
+    groups = hidden // pos.shape[1]
     return {
         "hidden_size": hidden, "num_hidden_layers": len(layers),
         "num_attention_heads": max(1, hidden // 64),

@@ -89,3 +89,70 @@ class RenderOptions:
     pause_paragraph: float = PAUSE_PARAGRAPH
     pause_turn: float = PAUSE_TURN
     higgs: HiggsSettings = field(default_factory=HiggsSettings)
+
+
+# --- finishing -----------------------------------------------------------------------------------
+# Music bed, ducking, programme loudness and containers (see mixing.py, containers.py, stems.py).
+MUSIC_GAIN_DB = -14.0  # level of the bed relative to the music file as decoded
+MUSIC_GAIN_RANGE = (-60.0, 12.0)
+MUSIC_FADE_SECONDS = 1.5  # fade in/out of the bed, and crossfade when a cue switches music
+MUSIC_LOOP_CROSSFADE = 1.0  # crossfade where a short music file loops back to its start
+MUSIC_MIN_SECONDS = 1.0
+MUSIC_MAX_SECONDS = 1800.0  # longer files are used up to this point (the bed is held in memory)
+MUSIC_SILENT_DB = -60.0  # a music file whose peak is below this is rejected as silent
+MUSIC_EDGE_MAX_SECONDS = 600.0  # upper bound for --music-intro / --music-outro
+DUCK_DB = 12.0  # how far the bed drops under speech
+DUCK_MAX_DB = 40.0
+DUCK_ATTACK = 0.25  # seconds: the bed starts dropping this long before speech begins
+DUCK_RELEASE = 0.8  # seconds: it breathes back up over this long once speech stops
+BLOCK_FRAMES = 1 << 16  # ~2.7 s at 24 kHz: the unit of every streaming pass
+LIMITER_LOOKAHEAD = 0.005  # seconds of lookahead for the true-peak limiter
+LIMITER_HOLD = 0.03  # seconds the limiter holds its gain before releasing
+LOUDNESS_TOLERANCE = 0.2  # LU: re-measure and correct when limiting moved the result further
+LOUDNESS_RANGE = (-40.0, -5.0)  # accepted numeric --loudness targets (LUFS)
+NUMERIC_PEAK_DB = -1.0  # true-peak ceiling used with a numeric --loudness
+SAFETY_PEAK_DB = -1.0  # ceiling of the limiter when no loudness target is set
+ACX_RMS_TARGET = -20.0  # middle of ACX's -23..-18 dB RMS window
+ACX_RMS_RANGE = (-23.0, -18.0)
+ACX_NOISE_FLOOR_DB = -60.0
+SUBTITLE_MAX_CHARS = 84  # two lines of 42: a common broadcast limit
+SUBTITLE_LINE_CHARS = 42
+SUBTITLE_MAX_SECONDS = 7.0
+AAC_BITRATE = "96k"  # m4a/m4b; audiobooks of speech sound fine at 64-96 kbit/s
+CONTAINER_FORMATS = (".m4a", ".m4b")
+
+
+@dataclass(frozen=True)
+class LoudnessPreset:
+    """A programme loudness target: integrated LUFS (or ACX RMS) and a true-peak ceiling."""
+
+    name: str
+    target: float  # LUFS, or dB RMS when `measure` is "rms"
+    peak_db: float  # true-peak ceiling, dBTP
+    measure: str = "lufs"  # "lufs" (BS.1770 integrated) or "rms" (ACX)
+
+
+LOUDNESS_PRESETS = {
+    "podcast": LoudnessPreset("podcast", -16.0, -1.0),
+    "audiobook": LoudnessPreset("audiobook", ACX_RMS_TARGET, -3.5, "rms"),  # ACX: peaks <= -3 dBFS, 0.5 dB margin
+    "broadcast": LoudnessPreset("broadcast", -23.0, -1.0),  # EBU R128
+}
+
+
+@dataclass(frozen=True)
+class FinishOptions:
+    """How the rendered speech is finished: music bed and ducking, loudness, container metadata."""
+
+    music_gain: float = MUSIC_GAIN_DB
+    music_fade: float = MUSIC_FADE_SECONDS
+    music_intro: float = 0.0  # seconds of music alone before the speech
+    music_outro: float = 0.0  # seconds of music alone after the speech
+    duck: float = DUCK_DB
+    duck_attack: float = DUCK_ATTACK
+    duck_release: float = DUCK_RELEASE
+    loudness: str | float | None = None  # preset name, LUFS number, or None (peak safety only)
+    block: int = BLOCK_FRAMES
+    title: str | None = None  # container metadata (m4a/m4b)
+    author: str | None = None
+    cover: Path | None = None
+    bitrate: str = AAC_BITRATE

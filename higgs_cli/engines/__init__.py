@@ -39,10 +39,15 @@ class ChunkRequest:
 
 @dataclass
 class ChunkAudio:
-    """What an engine returns for a chunk: audio plus anything worth recording in the manifest."""
+    """What an engine returns for a chunk: audio, manifest info, and state later chunks need.
+
+    `state` holds engine-internal arrays (e.g. audio codes) that are cached with the chunk so a
+    cache hit can be fed back as context without re-rendering.
+    """
 
     audio: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Engine(ABC):
@@ -52,12 +57,29 @@ class Engine(ABC):
     summary: ClassVar[str]
     clones: ClassVar[bool] = False  # can it speak in the voice of an arbitrary reference clip?
     reproducible: ClassVar[bool] = False  # same request + seed -> same samples?
+    parallel: ClassVar[bool] = False  # may chunks render in separate worker processes?
+    conditions_on_cast: ClassVar[bool] = False  # does a chunk's audio depend on the other speakers' voices?
     sample_rate: int
+
+    @classmethod
+    def identity(cls, settings: Any) -> dict[str, Any]:
+        """What, besides the request, decides this engine's audio (versions, model, sampling)."""
+        return {"engine": cls.name}
+
+    @classmethod
+    def context_of(cls, plan: Any, index: int) -> list[int]:
+        """Indices of earlier chunks whose output conditions chunk `index` (none by default)."""
+        return []
 
     @classmethod
     @abstractmethod
     def check(cls) -> str | None:
         """None when this engine can run here, else one line saying why not and how to fix it."""
+
+    @classmethod
+    def check_settings(cls, settings: Any) -> str | None:
+        """Like check(), for a job that named this engine explicitly with these settings."""
+        return cls.check()
 
     @classmethod
     def preview(cls, plan: Any) -> dict[str, Any] | None:
@@ -70,6 +92,9 @@ class Engine(ABC):
     @abstractmethod
     def synthesize(self, request: ChunkRequest) -> ChunkAudio:
         """Render one chunk."""
+
+    def reuse(self, request: ChunkRequest, cached: ChunkAudio) -> None:  # noqa: B027 - optional hook
+        """A chunk came from the cache: take its state into context as if it had been rendered."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources at the end of a job."""
@@ -95,10 +120,11 @@ def status() -> list[tuple[str, str, str | None]]:
     return rows
 
 
-def choose(requested: str) -> tuple[str, str | None]:
+def choose(requested: str, settings: Any = None) -> tuple[str, str | None]:
     """Resolve `auto` to a runnable engine; returns (name, note for stderr)."""
     if requested != "auto":
-        why = engine_class(requested).check()
+        cls = engine_class(requested)
+        why = cls.check() if settings is None else cls.check_settings(settings)
         if why:
             raise EngineUnavailable(f"engine {requested!r} cannot run here: {why}")
         return requested, None

@@ -32,6 +32,13 @@ class EspeakEngine(Engine):
     name = "espeak"
     summary = "formant CPU voices (eSpeak NG), many languages and variants, robotic"
     reproducible = False  # measured: repeated renders differ by a few samples
+    parallel = True
+
+    @classmethod
+    def identity(cls, settings: Any) -> dict[str, Any]:
+        from importlib.metadata import version
+
+        return {"engine": cls.name, "espeakng-loader": version("espeakng-loader")}
 
     def __init__(self, settings: Any = None):
         import espeakng_loader

