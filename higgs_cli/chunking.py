@@ -8,6 +8,8 @@ Methods:
 
 Splits prefer sentence ends, then clause punctuation, then word (or CJK character) boundaries,
 and never fall inside a sound-event tag or between a `<SE_s>` start and its `<SE_e>` end.
+Control tags (`[pause]`, `[music: f]`, `[music off]`) always end a chunk; they are kept, unspoken,
+in the `lead`/`tail` around a chunk's text, so `lead + text + tail` still tiles the input.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 
 from .errors import UsageError
 from .options import CHUNK_METHODS
-from .transcript import Script, Segment
+from .transcript import CONTROL_TAG, Control, Script, Segment, controls
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
@@ -41,12 +43,21 @@ class Chunk:
 
     index: int
     speaker: str
-    text: str  # stripped of surrounding whitespace
-    tail: str  # the whitespace that followed it in the source ("" at paragraph ends)
+    text: str  # stripped of surrounding whitespace and control tags
+    tail: str  # what followed it in the source: whitespace and control tags ("" at paragraph ends)
     line: int  # transcript line where the chunk's first paragraph starts
     turn: int
     paragraph: int  # index of the first source segment (paragraph) in the script
     words: int
+    lead: str = ""  # control tags (and whitespace) before the text, at the start of a unit
+
+    @property
+    def controls_before(self) -> list[Control]:
+        return controls(self.lead)
+
+    @property
+    def controls_after(self) -> list[Control]:
+        return controls(self.tail)
 
 
 def count_words(text: str) -> int:
@@ -109,8 +120,26 @@ def _split(text: str, lo: int, hi: int, budget: int | None, level: int, spans) -
     return out
 
 
-def _pieces(text: str, method: str, budget: int | None) -> list[tuple[int, int]]:
-    return _sentences(text, budget) if method == "sentence" else split_text(text, budget)
+def _pieces(text: str, method: str, budget: int | None) -> list[tuple[int, int, int, int]]:
+    """(lead start, text start, text end, tail end) per chunk; control tags force a boundary."""
+    starts: list[int] = []
+    pos = 0
+    for region_end, next_pos in [*((m.start(), m.end()) for m in CONTROL_TAG.finditer(text)), (len(text), len(text))]:
+        region = text[pos:region_end]
+        offset = pos + len(region) - len(region.lstrip())
+        body = region.strip()
+        if body:
+            spans = _sentences(body, budget) if method == "sentence" else split_text(body, budget)
+            starts.extend(offset + a for a, _ in spans)
+        pos = next_pos
+    out = []
+    for i, start in enumerate(starts):
+        span_end = starts[i + 1] if i + 1 < len(starts) else len(text)
+        lead_start = 0 if i == 0 else start
+        stop = CONTROL_TAG.search(text, start, span_end)
+        text_end = len(text[start:stop.start() if stop else span_end].rstrip()) + start
+        out.append((lead_start, start, text_end, span_end))
+    return out
 
 
 def _sentences(text: str, budget: int | None) -> list[tuple[int, int]]:
@@ -148,9 +177,8 @@ def chunk_script(script: Script, method: str, max_words: int | None) -> list[Chu
         units = [(i, s, s.text) for i, s in enumerate(script.segments)]
     chunks: list[Chunk] = []
     for paragraph, seg, text in units:
-        for a, b in _pieces(text, method, budget):
-            piece = text[a:b]
-            body = piece.rstrip()
-            chunks.append(Chunk(len(chunks), seg.speaker, body, piece[len(body):], seg.line,
-                                seg.turn, paragraph, count_words(body)))
+        for lead, a, b, end in _pieces(text, method, budget):
+            body = text[a:b]
+            chunks.append(Chunk(len(chunks), seg.speaker, body, text[b:end], seg.line, seg.turn, paragraph,
+                                count_words(body), text[lead:a]))
     return chunks

@@ -56,6 +56,9 @@ MaxWords = Annotated[int, typer.Option("--max-words", min=1, help="Word budget p
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Plan only: show chunks and voices, synthesise nothing.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+CacheDir = Annotated[Path | None, typer.Option("--cache", help="Chunk cache folder (default: ~/.cache/higgs/chunks).", show_default=False)]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the chunk cache.")]
+Jobs = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes for independent chunks (CPU engines).")]
 Model = Annotated[str | None, _higgs(help="higgs: model hub id or local dir.")]
 Codec = Annotated[str | None, _higgs(help="higgs: audio tokenizer hub id or local dir.")]
 Revision = Annotated[str | None, _higgs(help="higgs: model revision (branch, tag or commit).")]
@@ -162,12 +165,18 @@ def _progress(quiet: bool):
     return bar, bar.add_task("rendering", total=None)
 
 
+def _cache(cache_dir: Path | None, no_cache: bool):
+    from .cache import ChunkCache, default_cache_dir
+
+    return ChunkCache(None if no_cache else (cache_dir or default_cache_dir()))
+
+
 def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool, as_json: bool, quiet: bool,
-             engine: str | None = None, voice: Any = None) -> None:
+             engine: str | None = None, voice: Any = None, cache: Any = None, jobs: int = 1) -> None:
     """Plan, then print the plan (dry run) or render it; `voice` gives every speaker one voice."""
     from . import engines
     from .audio import check_writable
-    from .pipeline import make_plan, manifest, render
+    from .pipeline import chunk_keys, make_plan, manifest, render
 
     if output is None and not dry_run:
         raise UsageError("no output file; add -o OUT.wav (or --dry-run to only plan)")
@@ -181,7 +190,7 @@ def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool,
     if note and not quiet:
         err.print(f"[dim]{note}[/]", soft_wrap=True)
     if dry_run:
-        doc = manifest(plan, output)
+        doc = manifest(plan, output, chunk_keys(plan), cache=cache)
         if as_json:
             print(json.dumps(doc, ensure_ascii=False, indent=2))
         elif not quiet:
@@ -192,7 +201,7 @@ def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool,
         bar.start()
         bar.update(task, total=len(plan.chunks))
     try:
-        doc = render(plan, output, (lambda p: bar.update(task, completed=p.done)) if bar else None)
+        doc = render(plan, output, (lambda p: bar.update(task, completed=p.done)) if bar else None, cache=cache, jobs=jobs)
     finally:
         if bar:
             bar.stop()
@@ -200,7 +209,9 @@ def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool,
         print(json.dumps(doc, ensure_ascii=False, indent=2))
     elif not quiet:
         voices = ", ".join(f"{s}={v['voice']}" for s, v in doc["speakers"].items())
-        err.print(f"wrote {output} ({doc['duration']:.1f} s, {len(plan.chunks)} chunks, {engine}; {voices})")
+        reused = len(plan.chunks) - doc["rendered"]
+        err.print(f"wrote {output} ({doc['duration']:.1f} s, {len(plan.chunks)} chunks, {reused} from cache, {engine}; {voices})",
+                  soft_wrap=True)
 
 
 def _print_plan(doc: dict) -> None:
@@ -235,6 +246,7 @@ def generate(
     chunk: Annotated[str, typer.Option(help=f"Chunking: {', '.join(CHUNK_METHODS)}.")] = DEFAULT_CHUNK,
     max_words: MaxWords = DEFAULT_MAX_WORDS,
     dry_run: DryRun = False, as_json: Json = False, quiet: Quiet = False,
+    cache_dir: CacheDir = None, no_cache: NoCache = False, jobs: Jobs = 1,
     model: Model = None, codec: Codec = None, revision: Revision = None, device: Device = "auto",
     temperature: Temperature = None, top_k: TopK = None, top_p: TopP = None, ras_window: RasWindow = None,
     ras_max_repeat: RasRepeat = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
@@ -246,7 +258,8 @@ def generate(
                             max_new_tokens=max_new_tokens, context_chunks=context_chunks, scene=scene,
                             ref_in_system=ref_in_system, emotion=emotion, speed=speed)
     options = _job_options(engine, chunk, max_words, seed, voice, True, higgs)
-    _run_job(_load_script(transcript, text), options, out_path, dry_run, as_json, quiet)
+    _run_job(_load_script(transcript, text), options, out_path, dry_run, as_json, quiet,
+             cache=_cache(cache_dir, no_cache), jobs=jobs)
 
 
 @app.command()
@@ -260,6 +273,7 @@ def dialogue(
     chunk: Annotated[str, typer.Option(help=f"Chunking: {', '.join(CHUNK_METHODS)}.")] = DEFAULT_DIALOGUE_CHUNK,
     max_words: MaxWords = DEFAULT_MAX_WORDS,
     dry_run: DryRun = False, as_json: Json = False, quiet: Quiet = False,
+    cache_dir: CacheDir = None, no_cache: NoCache = False, jobs: Jobs = 1,
     model: Model = None, codec: Codec = None, revision: Revision = None, device: Device = "auto",
     temperature: Temperature = None, top_k: TopK = None, top_p: TopP = None, ras_window: RasWindow = None,
     ras_max_repeat: RasRepeat = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
@@ -274,7 +288,7 @@ def dialogue(
     script = _load_script(transcript, text)
     if len(script.speakers) < 2 and not quiet:
         err.print("[dim]note: only one speaker in this script; `higgs generate` is the usual command for it[/]")
-    _run_job(script, options, out_path, dry_run, as_json, quiet)
+    _run_job(script, options, out_path, dry_run, as_json, quiet, cache=_cache(cache_dir, no_cache), jobs=jobs)
 
 
 @app.command()
@@ -290,6 +304,7 @@ def clone(
     chunk: Annotated[str, typer.Option(help=f"Chunking: {', '.join(CHUNK_METHODS)}.")] = DEFAULT_CHUNK,
     max_words: MaxWords = DEFAULT_MAX_WORDS,
     dry_run: DryRun = False, as_json: Json = False, quiet: Quiet = False,
+    cache_dir: CacheDir = None, no_cache: NoCache = False, jobs: Jobs = 1,
     model: Model = None, codec: Codec = None, revision: Revision = None, device: Device = "auto",
     temperature: Annotated[float, typer.Option(help="higgs: sampling temperature 0..1.5 (0.3 suits cloning).", rich_help_panel="Higgs engine")] = 0.3,
     top_k: TopK = None, top_p: TopP = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
@@ -315,7 +330,8 @@ def clone(
     voices.prepare_clip(ref)  # fail early on a corrupt, silent or badly sized clip
     voice = replace(voices.resolve(str(ref.resolve())), transcript=ref_text or None)
     options = RenderOptions(engine=name, chunk=chunk, max_words=max_words, seed=seed, higgs=higgs)
-    _run_job(_load_script(transcript, text), options, out_path, dry_run, as_json, quiet, engine=name, voice=voice)
+    _run_job(_load_script(transcript, text), options, out_path, dry_run, as_json, quiet, engine=name, voice=voice,
+             cache=_cache(cache_dir, no_cache))
 
 
 def _clone_engine(requested: str, settings: HiggsSettings, saved: bool, quiet: bool) -> str | None:
@@ -429,3 +445,53 @@ def engines_cmd(as_json: Json = False) -> None:
         mark = "[green]yes[/]" + (" (auto)" if name == auto else "") if why is None else "[red]no[/]"
         table.add_row(name, mark, summary if why is None else f"{summary}\n[red]{why}[/]")
     out.print(table)
+
+
+# --- cache -------------------------------------------------------------------------------------------
+cache_app = typer.Typer(help="Inspect and trim the chunk cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+def _size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    t = text.strip().lower().removesuffix("b")
+    try:
+        return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
+    except ValueError:
+        raise UsageError(f"--max-size {text!r}: write a size like 500M or 2G") from None
+
+
+@cache_app.command("info")
+@reported
+def cache_info(cache_dir: CacheDir = None, as_json: Json = False) -> None:
+    """Show the cache's location, entries, size and age."""
+    doc = _cache(cache_dir, False).info()
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return
+    age = f", oldest used {doc['oldest_days']} days ago" if doc["entries"] else ""
+    out.print(f"{doc['path']}: {doc['entries']} chunks, {doc['bytes'] / 1e6:.1f} MB{age}")
+
+
+@cache_app.command("prune")
+@reported
+def cache_prune(
+    cache_dir: CacheDir = None,
+    older_than: Annotated[float | None, typer.Option("--older-than", help="Remove chunks unused for this many days.")] = None,
+    max_size: Annotated[str | None, typer.Option("--max-size", help="Then remove least recently used chunks beyond this size (e.g. 2G).")] = None,
+) -> None:
+    """Remove old or least recently used chunks."""
+    if older_than is None and max_size is None:
+        raise UsageError("say what to prune: --older-than DAYS and/or --max-size SIZE (or use `higgs cache clear`)")
+    if older_than is not None and older_than < 0:
+        raise UsageError("--older-than must be >= 0 days")
+    removed, freed = _cache(cache_dir, False).prune(older_than, _size(max_size) if max_size else None)
+    err.print(f"removed {removed} chunks ({freed / 1e6:.1f} MB)")
+
+
+@cache_app.command("clear")
+@reported
+def cache_clear(cache_dir: CacheDir = None) -> None:
+    """Remove every cached chunk."""
+    removed, freed = _cache(cache_dir, False).clear()
+    err.print(f"removed {removed} chunks ({freed / 1e6:.1f} MB)")

@@ -14,6 +14,8 @@ SILENCE_DB = -50.0  # level under which chunk edges count as silence when trimmi
 PAUSE_SENTENCE = 0.25  # between chunks inside one paragraph
 PAUSE_PARAGRAPH = 0.7  # between paragraphs of the same speaker
 PAUSE_TURN = 0.45  # when the speaker changes
+PAUSE_TAG = 1.0  # a bare [pause] tag; [pause:1.5] gives its own length
+PAUSE_TAG_MAX = 600.0
 
 # --- chunking ----------------------------------------------------------------------------------
 CHUNK_METHODS = ("speaker", "paragraph", "sentence", "none")

@@ -1,20 +1,23 @@
-"""Orchestration: script -> plan (chunks, cast, seeds) -> rendered chunks -> one output file + manifest."""
+"""Orchestration: script -> plan (chunks, cast, seeds, cache keys) -> rendered chunks -> one output file + manifest."""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import engines
 from .audio import AudioWriter, check_writable, fade_edges, resample, silence, trim_silence
+from .cache import ChunkCache, Entry, file_digest, make_key
 from .chunking import Chunk, chunk_script
 from .options import SAMPLE_RATE, RenderOptions
 from .transcript import Script
 from .voices import Voice, cast
+
+MANIFEST_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,10 @@ class Plan:
     seeds: tuple[int, ...]
     options: RenderOptions
 
+    def request(self, i: int) -> engines.ChunkRequest:
+        chunk = self.chunks[i]
+        return engines.ChunkRequest(chunk.index, chunk.speaker, chunk.text, self.cast[chunk.speaker], self.seeds[i])
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -35,22 +42,60 @@ class Progress:
     total: int
     elapsed: float
     chunk: Chunk
+    cached: bool
 
 
-def chunk_seed(base: int, index: int) -> int:
-    """A distinct, recorded seed per chunk so any chunk can be regenerated on its own."""
-    digest = hashlib.sha256(f"higgs-chunk:{base}:{index}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+def chunk_seeds(base: int, chunks: tuple[Chunk, ...]) -> tuple[int, ...]:
+    """A distinct, recorded seed per chunk, from the base seed and the chunk's own content.
+
+    Content (speaker, text, and which repeat of that text it is), not position, so inserting a
+    paragraph does not reseed, and so re-render, every chunk after it.
+    """
+    seen: dict[tuple[str, str], int] = {}
+    seeds = []
+    for c in chunks:
+        n = seen[(c.speaker, c.text)] = seen.get((c.speaker, c.text), -1) + 1
+        digest = hashlib.sha256(f"higgs-chunk:{base}:{c.speaker}:{n}:{c.text}".encode()).digest()
+        seeds.append(int.from_bytes(digest[:4], "big") & 0x7FFFFFFF)
+    return tuple(seeds)
 
 
 def make_plan(script: Script, options: RenderOptions, engine: str) -> Plan:
     chunks = tuple(chunk_script(script, options.chunk, options.max_words))
     voices = cast(script.speakers, options.voices, options.default_voice, options.distinct)
-    seeds = tuple(chunk_seed(options.seed, c.index) for c in chunks)
-    return Plan(script, chunks, voices, engine, seeds, options)
+    return Plan(script, chunks, voices, engine, chunk_seeds(options.seed, chunks), options)
 
 
-def pause_before(prev: Chunk | None, chunk: Chunk, options: RenderOptions) -> float:
+def voice_fingerprint(voice: Voice, engine: type[engines.Engine]) -> dict[str, Any]:
+    """What of a voice this engine hears: cloning engines the clip and its text, others the profile."""
+    doc: dict[str, Any] = {"settings": voice.settings(engine.name)}
+    if engine.clones:
+        doc.update(clip=file_digest(voice.clip) if voice.clip else None, transcript=voice.transcript,
+                   description=voice.description, gender=voice.gender)
+    return doc
+
+
+def chunk_keys(plan: Plan) -> list[str]:
+    """Cache keys: engine identity, voice, text, seed, and the keys of the chunks in its context."""
+    cls = engines.engine_class(plan.engine)
+    identity = cls.identity(plan.options.higgs)
+    prints = {spk: voice_fingerprint(v, cls) for spk, v in plan.cast.items()}
+    everyone = sorted(prints.items()) if cls.conditions_on_cast else None
+    keys: list[str] = []
+    for i, chunk in enumerate(plan.chunks):
+        keys.append(make_key({
+            "engine": identity, "voice": prints[chunk.speaker], "cast": everyone,
+            "speaker": chunk.speaker if cls.conditions_on_cast else None,
+            "text": chunk.text, "seed": plan.seeds[i], "context": [keys[j] for j in cls.context_of(plan, i)],
+        }))
+    return keys
+
+
+def gap_before(prev: Chunk | None, chunk: Chunk, options: RenderOptions) -> float:
+    """Silence before a chunk: explicit [pause] tags replace the automatic gap."""
+    explicit = [c.seconds for c in (prev.controls_after if prev else []) + chunk.controls_before if c.kind == "pause"]
+    if explicit:
+        return sum(explicit)
     if prev is None:
         return 0.0
     if prev.turn != chunk.turn:
@@ -60,11 +105,12 @@ def pause_before(prev: Chunk | None, chunk: Chunk, options: RenderOptions) -> fl
     return options.pause_sentence
 
 
-def manifest(plan: Plan, output: Path | None, timings: list[tuple[float, float]] | None = None,
-             duration: float | None = None, chunk_info: list[dict] | None = None) -> dict[str, Any]:
+def manifest(plan: Plan, output: Path | None, keys: list[str] | None = None, timings: list[tuple[float, float]] | None = None,
+             duration: float | None = None, chunk_info: list[dict] | None = None, cache: ChunkCache | None = None) -> dict[str, Any]:
     """The machine-readable account of a job; without timings it is the dry-run plan."""
     cls = engines.engine_class(plan.engine)
     doc: dict[str, Any] = {
+        "version": MANIFEST_VERSION,
         "output": str(output) if output else None,
         "sample_rate": SAMPLE_RATE,
         "engine": plan.engine,
@@ -77,47 +123,137 @@ def manifest(plan: Plan, output: Path | None, timings: list[tuple[float, float]]
     }
     if duration is not None:
         doc["duration"] = round(duration, 3)
-    chunks = []
+    rows = []
     for i, chunk in enumerate(plan.chunks):
         row = {"index": chunk.index, "speaker": chunk.speaker, "voice": plan.cast[chunk.speaker].name,
                "text": chunk.text, "words": chunk.words, "line": chunk.line, "seed": plan.seeds[i]}
+        if keys is not None:
+            row["key"] = keys[i][:16]
+            if timings is None and cache is not None and cache.enabled:
+                row["cached"] = cache.has(keys[i])
         if timings is not None:
             row["start"], row["end"] = round(timings[i][0], 3), round(timings[i][1], 3)
         if chunk_info and chunk_info[i]:
             row.update(chunk_info[i])
-        chunks.append(row)
-    doc["chunks"] = chunks
+        rows.append(row)
+    doc["chunks"] = rows
+    if timings is not None:
+        doc["rendered"] = sum(1 for r in rows if not r.get("cached"))
     preview = None if timings is not None else cls.preview(plan)
     if preview:
         doc["engine_plan"] = preview
     return doc
 
 
-def render(plan: Plan, output: Path, on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
-    """Synthesise every chunk in order and stream the joined audio to `output` (atomically)."""
+# --- rendering ---------------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_start(engine: str, settings: Any) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
+    _WORKER["engine"] = engines.create(engine, settings)
+
+
+def _worker_render(request: engines.ChunkRequest, key: str, cache_root: Path | None) -> Entry:
+    engine = _WORKER["engine"]
+    result = engine.synthesize(request)
+    entry = Entry(resample(result.audio, engine.sample_rate, SAMPLE_RATE), result.info, result.state)
+    ChunkCache(cache_root).put(key, entry)  # stored by the worker: a killed parent loses nothing
+    return entry
+
+
+class _Renderer:
+    """Yields (index, entry, cached) in chunk order; creates the engine only when a chunk misses."""
+
+    def __init__(self, plan: Plan, keys: list[str], cache: ChunkCache, jobs: int):
+        self.plan, self.keys, self.cache = plan, keys, cache
+        self.cls = engines.engine_class(plan.engine)
+        self.jobs = jobs if self.cls.parallel else 1
+        self.engine: engines.Engine | None = None
+        self.replay: list[tuple[engines.ChunkRequest, Entry]] = []
+
+    def __iter__(self) -> Iterator[tuple[int, Entry, bool]]:
+        try:
+            yield from (self._parallel() if self.jobs > 1 else self._sequential())
+        finally:
+            if self.engine is not None:
+                self.engine.close()
+
+    def _sequential(self) -> Iterator[tuple[int, Entry, bool]]:
+        for i in range(len(self.plan.chunks)):
+            request = self.plan.request(i)
+            entry = self.cache.get(self.keys[i])
+            if entry is not None:
+                self._reused(request, entry)
+                yield i, entry, True
+                continue
+            yield i, self._render(request, self.keys[i]), False
+
+    def _reused(self, request: engines.ChunkRequest, entry: Entry) -> None:
+        if self.engine is None:
+            self.replay.append((request, entry))  # fed to the engine if it is ever created
+        else:
+            self.engine.reuse(request, engines.ChunkAudio(entry.audio, entry.info, entry.state))
+
+    def _render(self, request: engines.ChunkRequest, key: str) -> Entry:
+        if self.engine is None:
+            self.engine = engines.create(self.plan.engine, self.plan.options.higgs)
+            self.engine.begin(self.plan)
+            for old, entry in self.replay:
+                self.engine.reuse(old, engines.ChunkAudio(entry.audio, entry.info, entry.state))
+            self.replay.clear()
+        result = self.engine.synthesize(request)
+        entry = Entry(resample(result.audio, self.engine.sample_rate, SAMPLE_RATE), result.info, result.state)
+        self.cache.put(key, entry)
+        return entry
+
+    def _parallel(self) -> Iterator[tuple[int, Entry, bool]]:
+        """Independent chunks (no context) in worker processes; results still come out in order."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        missing = [i for i in range(len(self.plan.chunks)) if not self.cache.has(self.keys[i])]
+        if not missing:
+            yield from self._sequential()
+            return
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(min(self.jobs, len(missing)), mp_context=context, initializer=_worker_start,
+                                   initargs=(self.plan.engine, self.plan.options.higgs))
+        try:
+            futures = {i: pool.submit(_worker_render, self.plan.request(i), self.keys[i], self.cache.root) for i in missing}
+            for i in range(len(self.plan.chunks)):
+                if i in futures:
+                    yield i, futures.pop(i).result(), False
+                    continue
+                entry = self.cache.get(self.keys[i])
+                yield (i, entry, True) if entry is not None else (i, self._render(self.plan.request(i), self.keys[i]), False)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def render(plan: Plan, output: Path, on_progress: Callable[[Progress], None] | None = None,
+           cache: ChunkCache | None = None, jobs: int = 1) -> dict[str, Any]:
+    """Synthesise (or fetch from the cache) every chunk in order; stream the joined audio to `output` atomically."""
     check_writable(output)
-    engine = engines.create(plan.engine, plan.options.higgs)
+    cache = cache or ChunkCache(None)
+    keys = chunk_keys(plan)
     started = time.monotonic()
     timings: list[tuple[float, float]] = []
     infos: list[dict] = []
-    try:
-        engine.begin(plan)
-        with AudioWriter(output, SAMPLE_RATE) as writer:
-            prev = None
-            for i, chunk in enumerate(plan.chunks):
-                request = engines.ChunkRequest(chunk.index, chunk.speaker, chunk.text, plan.cast[chunk.speaker], plan.seeds[i])
-                result = engine.synthesize(request)
-                audio = resample(result.audio, engine.sample_rate, SAMPLE_RATE)
-                audio = fade_edges(trim_silence(audio, SAMPLE_RATE), SAMPLE_RATE)
-                writer.write(silence(pause_before(prev, chunk, plan.options), SAMPLE_RATE))
-                start = writer.frames / SAMPLE_RATE
-                writer.write(audio)
-                timings.append((start, writer.frames / SAMPLE_RATE))
-                infos.append(result.info)
-                prev = chunk
-                if on_progress:
-                    on_progress(Progress(i + 1, len(plan.chunks), time.monotonic() - started, chunk))
-            duration = writer.frames / SAMPLE_RATE
-    finally:
-        engine.close()
-    return manifest(plan, output, timings, duration, infos)
+    with AudioWriter(output, SAMPLE_RATE) as writer:
+        for i, entry, hit in _Renderer(plan, keys, cache, jobs):
+            chunk = plan.chunks[i]
+            audio = fade_edges(trim_silence(entry.audio, SAMPLE_RATE), SAMPLE_RATE)
+            writer.write(silence(gap_before(plan.chunks[i - 1] if i else None, chunk, plan.options), SAMPLE_RATE))
+            start = writer.frames / SAMPLE_RATE
+            writer.write(audio)
+            timings.append((start, writer.frames / SAMPLE_RATE))
+            infos.append({**entry.info, "cached": hit})
+            if on_progress:
+                on_progress(Progress(i + 1, len(plan.chunks), time.monotonic() - started, chunk, hit))
+        if plan.chunks:
+            writer.write(silence(sum(c.seconds for c in plan.chunks[-1].controls_after if c.kind == "pause"), SAMPLE_RATE))
+        duration = writer.frames / SAMPLE_RATE
+    return manifest(plan, output, keys, timings, duration, infos)

@@ -32,6 +32,10 @@ _EVENT_SINGLE = {"laugh": "Laughter", "music": "Music", "applause": "Applause",
 _EVENT_PAIRED = {"humming": "Humming", "music": "Music", "sing": "Singing"}
 _EVENT_TAG = re.compile(r"\[(?P<word>[a-z]+)(?: (?P<edge>start|end))?\]")
 _SPACES = re.compile(r"\s+")
+# Control tags shape timing and mixing but are never spoken: [pause], [pause:1.5],
+# [music: bed.ogg] and [music off]. (The model's own [music] / [music start] events stay events.)
+CONTROL_TAG = re.compile(r"\[(?:pause(?::\s*(?P<secs>\d+(?:\.\d+)?)\s*)?|music:\s*(?P<file>[^\]]+?)\s*|music off)\]")
+_TRAILING_CONTROLS = re.compile(rf"(?:\s*{CONTROL_TAG.pattern})+\s*$")
 _FINAL_OK = (".", "!", "?", ",", ";", '"', "'", "</SE_e>", "</SE>")
 
 
@@ -77,10 +81,37 @@ def normalise_line(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+@dataclass(frozen=True)
+class Control:
+    """A control tag: a pause of `seconds`, or a music cue (`music` a file path, or None for off)."""
+
+    kind: str  # "pause" or "music"
+    seconds: float = 0.0
+    music: str | None = None
+
+
+def controls(text: str) -> list[Control]:
+    """The control tags in a stretch of text, in order."""
+    from .options import PAUSE_TAG
+
+    found = []
+    for m in CONTROL_TAG.finditer(text):
+        if m.group(0).startswith("[pause"):
+            found.append(Control("pause", float(m.group("secs")) if m.group("secs") else PAUSE_TAG))
+        else:
+            found.append(Control("music", music=m.group("file")))
+    return found
+
+
 def finish_sentence(text: str) -> str:
-    """Append a full stop when the text ends without closing punctuation (as upstream)."""
-    if text and not text.endswith(_FINAL_OK):
-        return text + "."
+    """Append a full stop when the text ends without closing punctuation (as upstream).
+
+    Trailing control tags are looked through: "Hello [pause]" becomes "Hello. [pause]".
+    """
+    trailing = _TRAILING_CONTROLS.search(text)
+    body, rest = (text[: trailing.start()], text[trailing.start():]) if trailing else (text, "")
+    if body and not body.endswith(_FINAL_OK):
+        return body + "." + rest
     return text
 
 

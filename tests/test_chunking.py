@@ -10,7 +10,7 @@ from higgs_cli.errors import UsageError
 from higgs_cli.transcript import Script, Segment, normalise_line, parse_transcript
 
 WORDS = st.sampled_from(["alpha", "beta,", "gamma.", "delta!", "eps?", "zeta;", "eta:", "theta", "-", "你好。", "世界，",
-                         "[laugh]", "[music start]", "[music end]", "longlonglonglonglonglonglonglongword", "é", "'quoted'"])
+                         "[laugh]", "[music start]", "[music end]", "[pause]", "[pause:1.5]", "[music: a.ogg]", "longlonglonglonglonglonglonglongword", "é", "'quoted'"])
 TEXTS = st.lists(WORDS, min_size=1, max_size=120).map(lambda ws: normalise_line(" ".join(ws))).filter(bool)
 
 
@@ -24,18 +24,18 @@ def units(script: Script, method: str) -> list[str]:
 @given(paragraphs=st.lists(st.tuples(st.sampled_from(["A", "B"]), TEXTS), min_size=1, max_size=5),
        method=st.sampled_from(["speaker", "paragraph", "sentence", "none"]), budget=st.integers(1, 40))
 def test_chunks_rejoin_to_the_normalised_input(paragraphs, method, budget):
-    text = "\n\n".join(f"[{spk}] {body}" for spk, body in paragraphs)
+    text = "\n\n".join(f"[{spk}] {body} end." for spk, body in paragraphs)  # every paragraph has words
     script = parse_transcript(text)
     chunks = chunk_script(script, method, budget)
     rebuilt, unit = [], ""
     for i, c in enumerate(chunks):
-        unit += c.text + c.tail
+        unit += c.lead + c.text + c.tail
         last = i == len(chunks) - 1 or chunks[i + 1].paragraph != c.paragraph
         if last:
             rebuilt.append(unit)
             unit = ""
     assert rebuilt == units(script, method)
-    assert all(c.text and c.text == c.text.strip() for c in chunks)
+    assert all(c.text and c.text == c.text.strip() and "[pause" not in c.text for c in chunks)
     assert [c.index for c in chunks] == list(range(len(chunks)))
 
 
@@ -104,3 +104,13 @@ def test_reference_chinese_transcript(reference):
     script = read_transcript(reference / "transcript" / "single_speaker" / "zh_ai.txt")
     chunks = chunk_script(script, "paragraph", 40)
     assert sum(len(c.text) + len(c.tail) for c in chunks) == sum(len(s.text) for s in script.segments)
+
+
+def test_pause_and_music_tags_end_chunks_and_are_never_spoken():
+    script = parse_transcript("[pause:0.5] Hello there. [pause] Again [pause:2.5]\n\n[music: bed.ogg] Intro. [music off]")
+    chunks = chunk_script(script, "paragraph", 60)
+    assert [c.text for c in chunks] == ["Hello there.", "Again.", "Intro."]
+    assert [p.seconds for p in chunks[0].controls_before] == [0.5]
+    assert [p.seconds for p in chunks[0].controls_after] == [1.0]
+    assert [p.seconds for p in chunks[1].controls_after] == [2.5]
+    assert chunks[2].controls_before[0].music == "bed.ogg" and chunks[2].controls_after[0].music is None
