@@ -87,6 +87,15 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
     """higgs: turn transcripts into finished speech."""
 
 
+def _interrupted(e: BaseException | None) -> bool:
+    seen = 0
+    while e is not None and seen < 20:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
 def reported(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn library errors into one stderr line and an exit code; Ctrl-C into exit 130."""
 
@@ -103,6 +112,9 @@ def reported(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (typer.Exit, typer.Abort):
             raise
         except Exception as e:  # a bug, not a user mistake: still one line unless debugging
+            if _interrupted(e):  # Ctrl-C inside an import or a C extension arrives wrapped
+                err.print("interrupted; no output was written")
+                raise typer.Exit(130) from None
             if os.environ.get("HIGGS_DEBUG"):
                 raise
             err.print(f"[bold red]internal error:[/] {e.__class__.__name__}: {e} (set HIGGS_DEBUG=1 for the traceback)", soft_wrap=True)
