@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import md_table, render_clip, update_section  # noqa: E402
 
 SENTENCE = (
-    "The orange ferry left the harbour before sunrise, carrying twelve sleepy passengers, "
-    "a crate of fresh bread, and a small brown dog that barked at every passing gull."
+    "On Monday morning the old green bus stopped near the bakery, and seven children climbed "
+    "aboard with their books, their lunch boxes, and one very noisy puppy."
 )
 DISTINCT = 0.75  # target: every pair of distinct bundled voices below this
 CLEARLY = 0.70  # clearly different
@@ -69,6 +71,7 @@ def render_all(renders: int) -> tuple[dict[str, list[np.ndarray]], dict[str, dic
     from higgs_cli.engines.piper import PiperEngine
     from higgs_cli.voices import auto_voice, library
 
+    os.environ["HIGGS_VOICES_DIR"] = tempfile.mkdtemp()  # empty: measure the bundled voices, never user ones
     engine = PiperEngine()
     voices = [v for v in library() if v.source == "bundled"]
     voices += [auto_voice(k) for k in range(AUTO_VARIANTS)]
