@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint book book-make clean
 
 install: $(STAMP)  ## create .venv with the higgs command, its engines and the test tools
 
@@ -23,8 +23,14 @@ demo: install  ## render a three-voice dialogue from a bundled transcript to out
 test: install  ## run the test suite
 	$(BIN)/python -m pytest -q
 
+book: install  ## build the sample audiobook (transcripts/book) into build/book; reruns rebuild only what changed
+	$(BIN)/higgs build transcripts/book/book.yaml
+
+book-make: install  ## the same book driven by Make itself: per-chapter targets, try `make book-make -j2`
+	$(MAKE) -f examples/audiobook.mk HIGGS=$(CURDIR)/$(BIN)/higgs
+
 lint: install
 	$(BIN)/ruff check higgs_cli tests bench
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache
+	rm -rf $(VENV) out build .pytest_cache .ruff_cache

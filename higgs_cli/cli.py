@@ -507,3 +507,75 @@ def cache_clear(cache_dir: CacheDir = None) -> None:
     """Remove every cached chunk."""
     removed, freed = _cache(cache_dir, False).clear()
     err.print(f"removed {removed} chunks ({freed / 1e6:.1f} MB)")
+
+
+# --- build -------------------------------------------------------------------------------------------
+@app.command("build")
+@reported
+def build_cmd(
+    project: Annotated[Path, typer.Argument(help="Project file (book.yaml or book.toml).")],
+    jobs: Jobs = 1, cache_dir: CacheDir = None, no_cache: NoCache = False,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild every chapter and the book.")] = False,
+    as_json: Json = False, quiet: Quiet = False,
+) -> None:
+    """Build a book: render out-of-date chapters, then bind them; unchanged parts are skipped."""
+    from . import engines
+    from .build import BuildEvent, build, load_project
+
+    spec = load_project(project)
+    engine, note = engines.choose(spec.options.engine, spec.options.higgs)
+    if note and not quiet:
+        err.print(f"[dim]{note}[/]", soft_wrap=True)
+
+    def report(event: BuildEvent) -> None:
+        if quiet:
+            return
+        if event.kind == "skip":
+            err.print(f"  {event.name}: up to date")
+        elif event.kind == "start":
+            err.print(f"  {event.name}: rendering {event.detail['chunks']} chunks")
+        elif event.kind == "done":
+            err.print(f"  {event.name}: {event.detail['duration']:.1f} s ({event.detail['rendered']} chunks rendered)")
+        elif event.kind == "bind":
+            err.print(f"  binding {event.name}")
+        elif event.kind == "book-skip":
+            err.print(f"  {event.name}: up to date")
+
+    summary = build(spec, engine, _cache(cache_dir, no_cache), jobs, force, report)
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False, indent=2))
+
+
+@app.command("bind")
+@reported
+def bind_cmd(
+    inputs: Annotated[list[Path], typer.Argument(help="Chapter audio files, in order.")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="The book: .m4b/.m4a (AAC with chapters, needs ffmpeg) or wav/flac/ogg/opus/mp3.")],
+    title: Annotated[str | None, typer.Option(help="Book title (metadata).")] = None,
+    author: Annotated[str | None, typer.Option(help="Author (metadata).")] = None,
+    cover: Annotated[Path | None, typer.Option(help="Cover image (m4b/m4a).")] = None,
+    chapter_title: Annotated[list[str] | None, typer.Option("--chapter-title", help="Chapter titles in order (default: file names).")] = None,
+    gap: Annotated[float, typer.Option(help="Seconds of silence between chapters (wav/flac/ogg/opus/mp3).")] = 2.0,
+    as_json: Json = False, quiet: Quiet = False,
+) -> None:
+    """Join chapter files into one book, with chapter markers and metadata for m4b."""
+    missing = [p for p in inputs if not p.is_file()]
+    if missing:
+        raise UsageError(f"{missing[0]}: chapter file not found; check the path")
+    titles = list(chapter_title or [p.stem for p in inputs])
+    if len(titles) != len(inputs):
+        raise UsageError(f"{len(titles)} --chapter-title values for {len(inputs)} files; give one per file or none")
+    if gap < 0 or gap > 60:
+        raise UsageError("--gap must be between 0 and 60 seconds")
+    if out_path.suffix.lower() in (".m4b", ".m4a"):
+        from .containers import bind
+
+        doc = bind(inputs, out_path, title=title, author=author, cover=cover, chapter_titles=titles)
+    else:
+        from .build import concatenate
+
+        doc = concatenate(inputs, out_path, gap, titles)
+    if as_json:
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+    elif not quiet:
+        err.print(f"wrote {out_path} ({len(inputs)} chapters)")

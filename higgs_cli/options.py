@@ -14,6 +14,7 @@ SILENCE_DB = -50.0  # level under which chunk edges count as silence when trimmi
 PAUSE_SENTENCE = 0.25  # between chunks inside one paragraph
 PAUSE_PARAGRAPH = 0.7  # between paragraphs of the same speaker
 PAUSE_TURN = 0.45  # when the speaker changes
+PAUSE_CHAPTER = 2.0  # before a `# Heading` (and between chapters bound into one book)
 PAUSE_TAG = 1.0  # a bare [pause] tag; [pause:1.5] gives its own length
 PAUSE_TAG_MAX = 600.0
 
@@ -90,6 +91,7 @@ class RenderOptions:
     pause_sentence: float = PAUSE_SENTENCE
     pause_paragraph: float = PAUSE_PARAGRAPH
     pause_turn: float = PAUSE_TURN
+    pause_chapter: float = PAUSE_CHAPTER
     higgs: HiggsSettings = field(default_factory=HiggsSettings)
 
 

@@ -91,13 +91,15 @@ def chunk_keys(plan: Plan) -> list[str]:
     return keys
 
 
-def gap_before(prev: Chunk | None, chunk: Chunk, options: RenderOptions) -> float:
+def gap_before(prev: Chunk | None, chunk: Chunk, options: RenderOptions, heading: bool = False) -> float:
     """Silence before a chunk: explicit [pause] tags replace the automatic gap."""
     explicit = [c.seconds for c in (prev.controls_after if prev else []) + chunk.controls_before if c.kind == "pause"]
     if explicit:
         return sum(explicit)
     if prev is None:
         return 0.0
+    if heading and prev.paragraph != chunk.paragraph:
+        return options.pause_chapter
     if prev.turn != chunk.turn:
         return options.pause_turn
     if prev.paragraph != chunk.paragraph:
@@ -139,6 +141,12 @@ def manifest(plan: Plan, output: Path | None, keys: list[str] | None = None, tim
     doc["chunks"] = rows
     if timings is not None:
         doc["rendered"] = sum(1 for r in rows if not r.get("cached"))
+    first_chunk = {}
+    for i, chunk in enumerate(plan.chunks):
+        first_chunk.setdefault(chunk.paragraph, i)
+    doc["chapters"] = [{"title": title.rstrip("."), "chunk": first_chunk[seg],
+                        **({"start": rows[first_chunk[seg]]["start"]} if timings is not None else {})}
+                       for seg, title in plan.script.headings if seg in first_chunk]
     preview = None if timings is not None else cls.preview(plan)
     if preview:
         doc["engine_plan"] = preview
@@ -246,7 +254,8 @@ def render(plan: Plan, output: Path, on_progress: Callable[[Progress], None] | N
         for i, entry, hit in _Renderer(plan, keys, cache, jobs):
             chunk = plan.chunks[i]
             audio = fade_edges(trim_silence(entry.audio, SAMPLE_RATE), SAMPLE_RATE)
-            writer.write(silence(gap_before(plan.chunks[i - 1] if i else None, chunk, plan.options), SAMPLE_RATE))
+            heading = plan.script.segments[chunk.paragraph].heading
+            writer.write(silence(gap_before(plan.chunks[i - 1] if i else None, chunk, plan.options, heading), SAMPLE_RATE))
             start = writer.frames / SAMPLE_RATE
             writer.write(audio)
             timings.append((start, writer.frames / SAMPLE_RATE))

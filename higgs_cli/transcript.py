@@ -13,6 +13,7 @@ from .options import DEFAULT_SPEAKER, MAX_TRANSCRIPT_BYTES
 # Lower-case bracket tags ([laugh], [music start]) are sound events, never speakers.
 _SPEAKER_TAG = re.compile(r"^\s*\[(?:(?P<num>[Ss][Pp][Ee][Aa][Kk][Ee][Rr]\d+)|(?P<name>[A-Z][A-Z0-9_]*))\]")
 _SPEAKER_NUM = re.compile(r"^SPEAKER(\d+)$")
+_HEADING = re.compile(r"^\s*#{1,3}\s+(\S.*)$")  # "# Chapter One": a chapter heading, read by the narrator
 
 # Full-width / CJK punctuation -> ASCII, as upstream does (the CJK comma gains a space).
 _PUNCT = str.maketrans(
@@ -47,6 +48,7 @@ class Segment:
     text: str
     line: int  # 1-based line of the transcript where the segment (a paragraph) starts
     turn: int  # increments at every speaker change
+    heading: bool = False  # a `# Heading` line: spoken by the narrator, and a chapter marker
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ class Script:
     @property
     def words(self) -> int:
         return sum(len(s.text.split()) for s in self.segments)
+
+    @property
+    def headings(self) -> list[tuple[int, str]]:
+        """(segment index, title) of every `# Heading`."""
+        return [(i, s.text) for i, s in enumerate(self.segments) if s.heading]
 
 
 def _event(match: re.Match[str]) -> str:
@@ -169,6 +176,17 @@ def parse_transcript(text: str, source: str | None = None) -> Script:
         buf = []
 
     for number, raw in enumerate(text.split("\n"), start=1):
+        heading = _HEADING.match(raw)
+        if heading and normalise_line(heading.group(1)):
+            if pending_tag_line is not None:
+                raise TranscriptError(f"speaker tag [{speaker}] has no text; write its words after the tag or delete it", source, pending_tag_line)
+            flush()
+            if speaker != DEFAULT_SPEAKER and segments:
+                turn += 1
+            speaker = DEFAULT_SPEAKER
+            first_seen.setdefault(speaker, len(first_seen))
+            segments.append(Segment(speaker, finish_sentence(normalise_line(heading.group(1))), number, turn, heading=True))
+            continue
         tag = _SPEAKER_TAG.match(raw)
         rest = raw[tag.end():] if tag else raw
         if tag:

@@ -1,0 +1,210 @@
+"""Project builds: a YAML/TOML book file -> per-chapter audio + manifests -> one bound book; only stale parts rebuild.
+
+A chapter is stale when its output or manifest is missing or when its build key changed. The key
+covers every chunk's cache key (engine, voices, text, seeds, context), the pauses and the output
+format, so a no-op rebuild plans the book, compares keys, and renders nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .cache import ChunkCache, make_key
+from .errors import UsageError
+from .options import CHUNK_METHODS, OUTPUT_FORMATS, SAMPLE_RATE, HiggsSettings, RenderOptions
+
+_FIELDS = {"title", "author", "engine", "voices", "chunk", "max_words", "seed", "format", "build_dir", "output",
+           "chapters", "higgs", "pauses", "cover"}
+
+
+@dataclass(frozen=True)
+class Chapter:
+    source: Path
+    title: str | None
+    output: Path
+
+
+@dataclass(frozen=True)
+class Project:
+    """A parsed book file: where chapters come from, how to render them, where the book goes."""
+
+    path: Path
+    title: str | None
+    author: str | None
+    chapters: tuple[Chapter, ...]
+    options: RenderOptions
+    output: Path | None
+    cover: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise UsageError(f"{path}: project file not found; check the path") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: cannot read the project file ({e}); save it as UTF-8") from e
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - yaml and toml raise their own error types
+        raise UsageError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'} ({str(e).splitlines()[0]})") from e
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a project file is a mapping with at least `chapters:`")
+    return data
+
+
+def load_project(path: Path) -> Project:
+    data = _read(path)
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise UsageError(f"{path}: unknown field {unknown[0]!r}; known fields: {', '.join(sorted(_FIELDS))}")
+    base = Path(os.path.normpath(path.parent))
+    fmt = "." + str(data.get("format", "wav")).lstrip(".")
+    if fmt not in OUTPUT_FORMATS:
+        raise UsageError(f"{path}: format {fmt!r} is not supported for chapters; use one of {', '.join(OUTPUT_FORMATS)}")
+    if data.get("chunk", "paragraph") not in CHUNK_METHODS:
+        raise UsageError(f"{path}: chunk {data['chunk']!r}; use one of {', '.join(CHUNK_METHODS)}")
+    build_dir = Path(os.path.normpath(base / str(data.get("build_dir", "build"))))
+    entries = data.get("chapters") or []
+    if not isinstance(entries, list) or not entries:
+        raise UsageError(f"{path}: `chapters:` must list at least one transcript file")
+    chapters = []
+    for entry in entries:
+        spec = entry if isinstance(entry, dict) else {"file": entry}
+        if "file" not in spec:
+            raise UsageError(f"{path}: each chapter needs a `file:` (a transcript path)")
+        source = base / str(spec["file"])
+        chapters.append(Chapter(source, spec.get("title"), build_dir / f"{source.stem}{fmt}"))
+    try:
+        higgs = replace(HiggsSettings(), **(data.get("higgs") or {}))
+        pauses = {f"pause_{k}": float(v) for k, v in (data.get("pauses") or {}).items()}
+        options = RenderOptions(engine=str(data.get("engine", "auto")), chunk=str(data.get("chunk", "paragraph")),
+                                max_words=int(data.get("max_words", 60)), seed=int(data.get("seed", 0)),
+                                voices={str(k).upper(): str(v) for k, v in (data.get("voices") or {}).items()},
+                                higgs=higgs, **pauses)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"{path}: bad setting ({e}); see the README's project file section") from e
+    output = build_dir / str(data["output"]) if data.get("output") else None
+    cover = base / str(data["cover"]) if data.get("cover") else None
+    return Project(path, data.get("title"), data.get("author"), tuple(chapters), options, output, cover)
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    """Progress of a build: a chapter skipped, started or finished, or the book bound."""
+
+    kind: str  # "skip", "start", "done", "bind", "book-skip"
+    name: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def _stamp(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def build(project: Project, engine: str, cache: ChunkCache, jobs: int = 1, force: bool = False,
+          on_event: Callable[[BuildEvent], None] | None = None,
+          on_progress: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Render stale chapters, then bind the book if anything changed. Returns a summary document."""
+    from .pipeline import chunk_keys, make_plan, render
+    from .transcript import read_transcript
+
+    emit = on_event or (lambda e: None)
+    options = replace(project.options, engine=engine)
+    summary: dict[str, Any] = {"project": str(project.path), "engine": engine, "chapters": []}
+    for chapter in project.chapters:
+        chapter.output.parent.mkdir(parents=True, exist_ok=True)
+        plan = make_plan(read_transcript(chapter.source), options, engine)
+        key = make_key({"chunks": chunk_keys(plan), "options": repr(replace(options, higgs=None, voices={})),
+                        "format": chapter.output.suffix})
+        manifest_path = chapter.output.with_suffix(".json")
+        stamp = _stamp(manifest_path)
+        name = chapter.source.name
+        if not force and chapter.output.is_file() and stamp and stamp.get("build_key") == key:
+            emit(BuildEvent("skip", name))
+            summary["chapters"].append({"source": str(chapter.source), "output": str(chapter.output), "built": False,
+                                        "build_key": key, "title": _title(chapter, stamp)})
+            continue
+        emit(BuildEvent("start", name, {"chunks": len(plan.chunks)}))
+        doc = render(plan, chapter.output, on_progress, cache=cache, jobs=jobs)
+        doc["build_key"] = key
+        _write_json(manifest_path, doc)
+        emit(BuildEvent("done", name, {"duration": doc["duration"], "rendered": doc["rendered"]}))
+        summary["chapters"].append({"source": str(chapter.source), "output": str(chapter.output), "built": True,
+                                    "build_key": key, "title": _title(chapter, doc)})
+    if project.output:
+        summary["book"] = _bind_book(project, summary["chapters"], options, force, emit)
+    return summary
+
+
+def _title(chapter: Chapter, manifest: dict[str, Any]) -> str:
+    headings = manifest.get("chapters") or []
+    return chapter.title or (headings[0]["title"] if headings else chapter.source.stem)
+
+
+def _bind_book(project: Project, chapters: list[dict[str, Any]], options: RenderOptions, force: bool,
+               emit: Callable[[BuildEvent], None]) -> dict[str, Any]:
+    out = project.output
+    key = make_key({"chapters": [c["build_key"] for c in chapters], "titles": [c["title"] for c in chapters],
+                    "title": project.title, "author": project.author, "gap": options.pause_chapter,
+                    "cover": str(project.cover) if project.cover else None})
+    stamp_path = out.with_name(out.name + ".json")
+    stamp = _stamp(stamp_path)
+    if not force and out.is_file() and stamp and stamp.get("build_key") == key:
+        emit(BuildEvent("book-skip", out.name))
+        return {"output": str(out), "built": False}
+    emit(BuildEvent("bind", out.name))
+    files = [Path(c["output"]) for c in chapters]
+    titles = [c["title"] for c in chapters]
+    if out.suffix.lower() in (".m4b", ".m4a"):
+        from .containers import bind
+
+        doc = bind(files, out, title=project.title, author=project.author, cover=project.cover, chapter_titles=titles)
+    else:
+        doc = concatenate(files, out, options.pause_chapter, titles)
+    doc = {**doc, "build_key": key}
+    _write_json(stamp_path, doc)
+    return {"output": str(out), "built": True, **{k: v for k, v in doc.items() if k != "build_key"}}
+
+
+def concatenate(files: list[Path], out: Path, gap: float, titles: list[str]) -> dict[str, Any]:
+    """Join chapter files (24 kHz mono) with `gap` seconds between them, streaming block by block."""
+    import soundfile as sf
+
+    from .audio import AudioWriter, check_writable, resample, silence
+
+    check_writable(out)
+    chapters = []
+    with AudioWriter(out, SAMPLE_RATE) as writer:
+        for i, path in enumerate(files):
+            if i:
+                writer.write(silence(gap, SAMPLE_RATE))
+            start = writer.frames / SAMPLE_RATE
+            with sf.SoundFile(str(path)) as f:
+                for block in f.blocks(blocksize=SAMPLE_RATE * 30, dtype="float32", always_2d=True):
+                    writer.write(resample(block.mean(axis=1), f.samplerate, SAMPLE_RATE))
+            chapters.append({"title": titles[i], "start": round(start, 3), "end": round(writer.frames / SAMPLE_RATE, 3)})
+        duration = writer.frames / SAMPLE_RATE
+    return {"duration": round(duration, 3), "chapters": chapters}

@@ -1,0 +1,94 @@
+"""`higgs build`: per-chapter renders, no-op rebuilds, one-paragraph edits, binding, bad project files."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import yaml
+from typer.testing import CliRunner
+
+from higgs_cli.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def project(tmp_path: Path, engine: str = "espeak", **extra) -> Path:
+    (tmp_path / "one.txt").write_text("# The Start\n\n[NARRATOR] It began at dawn.\n\n[MAYA] Did it?\n\n[NARRATOR] It did.\n")
+    (tmp_path / "two.txt").write_text("# The End\n\n[NARRATOR] It ended at dusk.\n\n[MAYA] Good.\n")
+    doc = {"title": "Test Book", "author": "Tests", "engine": engine, "voices": {"NARRATOR": "otis", "MAYA": "ava"},
+           "chapters": ["one.txt", {"file": "two.txt", "title": "Finale"}], "build_dir": "out", "output": "book.wav", **extra}
+    path = tmp_path / "book.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def build(path: Path, *args: str) -> dict:
+    result = CliRunner().invoke(app, ["build", str(path), "--json", "--quiet", "--cache", str(path.parent / "cache"), *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_build_then_noop_then_edit_one_paragraph(tmp_path):
+    path = project(tmp_path, engine="piper")
+    first = build(path)
+    assert [c["built"] for c in first["chapters"]] == [True, True] and first["book"]["built"]
+    book = tmp_path / "out" / "book.wav"
+    assert [c["title"] for c in first["book"]["chapters"]] == ["The Start", "Finale"]
+    assert abs(sf.info(str(book)).duration - first["book"]["duration"]) < 0.01
+    before = book.read_bytes()
+
+    started = time.monotonic()
+    again = build(path)
+    assert time.monotonic() - started < 5
+    assert [c["built"] for c in again["chapters"]] == [False, False] and not again["book"]["built"]
+    assert book.read_bytes() == before
+
+    (tmp_path / "two.txt").write_text((tmp_path / "two.txt").read_text().replace("ended at dusk", "ended at night"))
+    edited = build(path)
+    assert [c["built"] for c in edited["chapters"]] == [False, True] and edited["book"]["built"]
+    manifest = json.loads((tmp_path / "out" / "two.json").read_text())
+    assert manifest["rendered"] == 1 and [c["cached"] for c in manifest["chunks"]] == [True, False, True]
+
+
+def test_sample_book_plans(tmp_path):
+    from higgs_cli.build import load_project
+
+    spec = load_project(ROOT / "transcripts" / "book" / "book.yaml")
+    assert len(spec.chapters) == 3 and all(c.source.is_file() for c in spec.chapters)
+    assert spec.title and spec.output.suffix == ".wav"
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"chapters": []}, "at least one"),
+        ({"colour": "blue"}, "unknown field"),
+        ({"format": "doc"}, "not supported"),
+        ({"chapters": ["missing.txt"]}, "not found"),
+        ({"max_words": "many"}, "bad setting"),
+    ],
+)
+def test_bad_project_files(tmp_path, change, fragment):
+    path = project(tmp_path, **change)
+    result = CliRunner().invoke(app, ["build", str(path), "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and fragment in lines[0]
+    assert not (tmp_path / "out" / "book.wav").exists()
+
+
+def test_bind_wav_chapters(tmp_path):
+    path = project(tmp_path)
+    build(path)
+    out = tmp_path / "joined.flac"
+    files = [str(tmp_path / "out" / "one.wav"), str(tmp_path / "out" / "two.wav")]
+    result = CliRunner().invoke(app, ["bind", *files, "-o", str(out), "--gap", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    lengths = [sf.info(f).duration for f in files]
+    assert abs(doc["duration"] - (sum(lengths) + 1.0)) < 0.01
+    assert doc["chapters"][1]["start"] == pytest.approx(lengths[0] + 1.0, abs=0.01)
