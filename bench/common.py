@@ -14,13 +14,13 @@ BENCHMARKS = ROOT / "BENCHMARKS.md"
 CLIP_PEAK = 0.8  # bundled reference clips are peak-normalised to this level
 
 
-def render_clip(engine, voice, text: str) -> np.ndarray:
+def render_clip(engine, voice, text: str, seed: int = 0) -> np.ndarray:
     """Render `text` the way a bundled reference clip is made: engine -> trim -> peak 0.8 -> 8 ms fades."""
     from higgs_cli.audio import fade_edges, trim_silence
     from higgs_cli.engines import ChunkRequest
     from higgs_cli.options import SAMPLE_RATE
 
-    audio = engine.synthesize(ChunkRequest(0, "BENCH", text, voice, 0)).audio
+    audio = engine.synthesize(ChunkRequest(0, "BENCH", text, voice, seed)).audio
     audio = trim_silence(audio, SAMPLE_RATE)
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if peak > 0:

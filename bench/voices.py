@@ -77,7 +77,7 @@ def render_all(renders: int) -> tuple[dict[str, list[np.ndarray]], dict[str, dic
     voices += [auto_voice(k) for k in range(AUTO_VARIANTS)]
     audio, settings = {}, {}
     for voice in voices:
-        audio[voice.name] = [render_clip(engine, voice, SENTENCE) for _ in range(renders)]
+        audio[voice.name] = [render_clip(engine, voice, SENTENCE, seed) for seed in range(renders)]
         settings[voice.name] = voice.settings("piper")
     return audio, settings
 
@@ -151,8 +151,8 @@ def report(r: dict, renders: int, clip_names: list[str], clip_sim: dict) -> str:
 rendered like a reference clip (trim, peak {0.8}, 8 ms fades), {renders} renders per voice. Similarity is the
 cosine of resemblyzer speaker embeddings, averaged over render pairs; the diagonal (self-similarity) compares
 different renders of the same voice and is the baseline. WER is pocketsphinx (bundled en-us model, 16 kHz)
-against the sentence, lower-cased without punctuation, pooled over the renders. Piper samples fresh noise
-on every call, so figures move by about +-0.01 (cosine) and +-0.04 (WER, one word) between runs.
+against the sentence, lower-cased without punctuation, pooled over the renders. Render i uses seed i, so a run
+is repeatable; other seeds move the figures by about +-0.01 (cosine) and +-0.04 (WER, one word).
 
 Sentence: "{SENTENCE}"
 
