@@ -316,7 +316,7 @@ def clone(
     chunk: Annotated[str, typer.Option(help=f"Chunking: {', '.join(CHUNK_METHODS)}.")] = DEFAULT_CHUNK,
     max_words: MaxWords = DEFAULT_MAX_WORDS,
     dry_run: DryRun = False, as_json: Json = False, quiet: Quiet = False,
-    cache_dir: CacheDir = None, no_cache: NoCache = False, jobs: Jobs = 1,
+    cache_dir: CacheDir = None, no_cache: NoCache = False,
     model: Model = None, codec: Codec = None, revision: Revision = None, device: Device = "auto",
     temperature: Annotated[float, typer.Option(help="higgs: sampling temperature 0..1.5 (0.3 suits cloning).", rich_help_panel="Higgs engine")] = 0.3,
     top_k: TopK = None, top_p: TopP = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
@@ -340,7 +340,8 @@ def clone(
     if name is None:
         return
     voices.prepare_clip(ref)  # fail early on a corrupt, silent or badly sized clip
-    voice = replace(voices.resolve(str(ref.resolve())), transcript=ref_text or None)
+    found = voices.resolve(str(ref.resolve()))  # picks up a sibling .txt/.yaml when present
+    voice = replace(found, transcript=ref_text or found.transcript)
     options = RenderOptions(engine=name, chunk=chunk, max_words=max_words, seed=seed, higgs=higgs)
     _run_job(_load_script(transcript, text), options, out_path, dry_run, as_json, quiet, engine=name, voice=voice,
              cache=_cache(cache_dir, no_cache))

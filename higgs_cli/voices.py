@@ -12,9 +12,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import VoiceError
 from .options import BUNDLED_VOICES_DIR, CAST_ORDER, SAMPLE_RATE, VOICE_MAX_SECONDS, VOICE_MIN_SECONDS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
@@ -145,7 +149,7 @@ def cast(speakers: tuple[str, ...], mapping: dict[str, str], default: str | None
     return {spk: chosen[spk] for spk in speakers}
 
 
-def prepare_clip(path: Path) -> tuple[object, int]:
+def prepare_clip(path: Path) -> tuple[np.ndarray, int]:
     """Read a clip, make it mono at the library rate and trim its silence; check its length."""
     from .audio import read_audio, resample, trim_silence
 
