@@ -128,7 +128,8 @@ def manifest(plan: Plan, output: Path | None, keys: list[str] | None = None, tim
     rows = []
     for i, chunk in enumerate(plan.chunks):
         row = {"index": chunk.index, "speaker": chunk.speaker, "voice": plan.cast[chunk.speaker].name,
-               "text": chunk.text, "words": chunk.words, "line": chunk.line, "seed": plan.seeds[i]}
+               "text": chunk.text, "words": chunk.words, "line": chunk.line, "seed": plan.seeds[i],
+               "reproducible": cls.reproducible}
         if keys is not None:
             row["key"] = keys[i][:16]
             if timings is None and cache is not None and cache.enabled:
