@@ -98,8 +98,8 @@ def check_writable(path: Path) -> None:
 class AudioWriter:
     """Streams float32 mono audio to a temp file beside `path`; renamed into place only on success."""
 
-    def __init__(self, path: Path, rate: int):
-        self.path, self.rate, self.frames = path, rate, 0
+    def __init__(self, path: Path, rate: int, subtype: str | None = None):
+        self.path, self.rate, self.frames, self.subtype = path, rate, 0, subtype
         self._tmp: str | None = None
         self._file = None
 
@@ -107,6 +107,7 @@ class AudioWriter:
         import soundfile as sf
 
         fmt, subtype = output_format(self.path)
+        subtype = self.subtype or subtype
         fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent or ".")
         os.close(fd)
         self._file = sf.SoundFile(self._tmp, "w", samplerate=self.rate, channels=1, format=fmt, subtype=subtype)

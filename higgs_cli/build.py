@@ -16,10 +16,10 @@ from typing import Any
 
 from .cache import ChunkCache, make_key
 from .errors import UsageError
-from .options import CHUNK_METHODS, OUTPUT_FORMATS, SAMPLE_RATE, HiggsSettings, RenderOptions
+from .options import CHUNK_METHODS, DUCK_DB, MUSIC_GAIN_DB, OUTPUT_FORMATS, SAMPLE_RATE, FinishOptions, HiggsSettings, RenderOptions
 
 _FIELDS = {"title", "author", "engine", "voices", "chunk", "max_words", "seed", "format", "build_dir", "output",
-           "chapters", "higgs", "pauses", "cover"}
+           "chapters", "higgs", "pauses", "cover", "music", "music_gain", "duck", "loudness"}
 
 
 @dataclass(frozen=True)
@@ -91,12 +91,20 @@ def load_project(path: Path) -> Project:
     try:
         higgs = replace(HiggsSettings(), **(data.get("higgs") or {}))
         pauses = {f"pause_{k}": float(v) for k, v in (data.get("pauses") or {}).items()}
+        finish = FinishOptions(music_gain=float(data.get("music_gain", MUSIC_GAIN_DB)), duck=float(data.get("duck", DUCK_DB)),
+                               loudness=data.get("loudness"), title=data.get("title"), author=data.get("author"))
         options = RenderOptions(engine=str(data.get("engine", "auto")), chunk=str(data.get("chunk", "paragraph")),
                                 max_words=int(data.get("max_words", 60)), seed=int(data.get("seed", 0)),
                                 voices={str(k).upper(): str(v) for k, v in (data.get("voices") or {}).items()},
-                                higgs=higgs, **pauses)
+                                higgs=higgs, music=str(base / str(data["music"])) if data.get("music") else None,
+                                finish=finish, **pauses)
     except (TypeError, ValueError) as e:
         raise UsageError(f"{path}: bad setting ({e}); see the README's project file section") from e
+    from .mixing import validate
+
+    validate(options.finish)
+    if options.music and not Path(options.music).is_file():
+        raise UsageError(f"{path}: music file {options.music} not found")
     output = build_dir / str(data["output"]) if data.get("output") else None
     cover = base / str(data["cover"]) if data.get("cover") else None
     return Project(path, data.get("title"), data.get("author"), tuple(chapters), options, output, cover)

@@ -23,7 +23,10 @@ from .options import (
     DEFAULT_DIALOGUE_CHUNK,
     DEFAULT_MAX_WORDS,
     DEFAULT_SEED,
+    DUCK_DB,
     EMOTIONS,
+    MUSIC_GAIN_DB,
+    FinishOptions,
     HiggsSettings,
     RenderOptions,
 )
@@ -59,6 +62,26 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but er
 CacheDir = Annotated[Path | None, typer.Option("--cache", help="Chunk cache folder (default: ~/.cache/higgs/chunks).", show_default=False)]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the chunk cache.")]
 Jobs = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes for independent chunks (CPU engines).")]
+_FIN = "Finishing"
+
+
+def _fin(*names: str, help: str, **kw: Any) -> Any:
+    """An option of the finishing pass (music bed, loudness, subtitles, stems, metadata)."""
+    return typer.Option(*names, help=help, rich_help_panel=_FIN, **kw)
+
+
+Music = Annotated[Path | None, _fin("--music", help="Music bed under the speech (any audio file), ducked under speech.", show_default=False)]
+MusicGain = Annotated[float, _fin("--music-gain", help="Bed level in dB relative to the file.")]
+MusicIntro = Annotated[float, _fin("--music-intro", help="Seconds of music alone before the speech.")]
+MusicOutro = Annotated[float, _fin("--music-outro", help="Seconds of music alone after the speech.")]
+Duck = Annotated[float, _fin("--duck", help="How many dB the bed drops under speech (0: no ducking).")]
+Loudness = Annotated[str | None, _fin("--loudness", help="podcast (-16 LUFS), audiobook (ACX), broadcast (-23 LUFS) or a LUFS number.", show_default=False)]
+Subtitles = Annotated[Path | None, _fin("--subtitles", help="Also write subtitles (.srt or .vtt) from chunk timings.", show_default=False)]
+Stems = Annotated[Path | None, _fin("--stems", help="Also write one aligned track per speaker, plus the music bed, into DIR.", show_default=False)]
+Title = Annotated[str | None, _fin("--title", help="Title metadata (m4a/m4b).", show_default=False)]
+Author = Annotated[str | None, _fin("--author", help="Author metadata (m4a/m4b).", show_default=False)]
+Cover = Annotated[Path | None, _fin("--cover", help="Cover image (m4a/m4b).", show_default=False)]
+MaxSilence = Annotated[float | None, _fin("--max-silence", help="Shorten pauses inside generated speech to at most this many seconds.", show_default=False)]
 Model = Annotated[str | None, _higgs(help="higgs: model hub id or local dir.")]
 Codec = Annotated[str | None, _higgs(help="higgs: audio tokenizer hub id or local dir.")]
 Revision = Annotated[str | None, _higgs(help="higgs: model revision (branch, tag or commit).")]
@@ -184,16 +207,22 @@ def _cache(cache_dir: Path | None, no_cache: bool):
 
 
 def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool, as_json: bool, quiet: bool,
-             engine: str | None = None, voice: Any = None, cache: Any = None, jobs: int = 1) -> None:
+             engine: str | None = None, voice: Any = None, cache: Any = None, jobs: int = 1,
+             subtitles: Path | None = None, stems: Path | None = None) -> None:
     """Plan, then print the plan (dry run) or render it; `voice` gives every speaker one voice."""
     from . import engines
-    from .audio import check_writable
     from .pipeline import chunk_keys, make_plan, manifest, render
 
     if output is None and not dry_run:
         raise UsageError("no output file; add -o OUT.wav (or --dry-run to only plan)")
     if output is not None:
-        check_writable(output)
+        from .containers import check_output
+
+        check_output(output)
+    if subtitles is not None:
+        from .subtitles import check_subtitle_path
+
+        check_subtitle_path(subtitles)
     engine, note = (engine, None) if engine else engines.choose(options.engine, options.higgs)
     options = replace(options, engine=engine)
     plan = make_plan(script, options, engine)
@@ -213,7 +242,8 @@ def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool,
         bar.start()
         bar.update(task, total=len(plan.chunks))
     try:
-        doc = render(plan, output, (lambda p: bar.update(task, completed=p.done)) if bar else None, cache=cache, jobs=jobs)
+        doc = render(plan, output, (lambda p: bar.update(task, completed=p.done)) if bar else None, cache=cache, jobs=jobs,
+                     subtitles=subtitles, stems=stems)
     finally:
         if bar:
             bar.stop()
@@ -238,6 +268,21 @@ def _print_plan(doc: dict) -> None:
     out.print(table)
 
 
+def _finishing(options: RenderOptions, music: Path | None, music_gain: float, music_intro: float, music_outro: float,
+               duck: float, loudness: str | None, title: str | None, author: str | None, cover: Path | None,
+               max_silence: float | None) -> RenderOptions:
+    from .mixing import validate
+
+    if music is not None and not music.is_file():
+        raise UsageError(f"--music {music}: file not found; give an audio file for the bed")
+    if max_silence is not None and not 0.05 <= max_silence <= 10:
+        raise UsageError("--max-silence must be between 0.05 and 10 seconds")
+    finish = FinishOptions(music_gain=music_gain, music_intro=music_intro, music_outro=music_outro, duck=duck,
+                           loudness=loudness, title=title, author=author, cover=cover)
+    validate(finish)
+    return replace(options, music=str(music) if music else None, finish=finish, max_silence=max_silence)
+
+
 def _job_options(engine: str, chunk: str, max_words: int, seed: int, voice: list[str] | None,
                  distinct: bool, higgs: HiggsSettings) -> RenderOptions:
     if chunk not in CHUNK_METHODS:
@@ -259,6 +304,9 @@ def generate(
     max_words: MaxWords = DEFAULT_MAX_WORDS,
     dry_run: DryRun = False, as_json: Json = False, quiet: Quiet = False,
     cache_dir: CacheDir = None, no_cache: NoCache = False, jobs: Jobs = 1,
+    music: Music = None, music_gain: MusicGain = MUSIC_GAIN_DB, music_intro: MusicIntro = 0.0, music_outro: MusicOutro = 0.0,
+    duck: Duck = DUCK_DB, loudness: Loudness = None, subtitles: Subtitles = None, stems: Stems = None,
+    title: Title = None, author: Author = None, cover: Cover = None, max_silence: MaxSilence = None,
     model: Model = None, codec: Codec = None, revision: Revision = None, device: Device = "auto",
     temperature: Temperature = None, top_k: TopK = None, top_p: TopP = None, ras_window: RasWindow = None,
     ras_max_repeat: RasRepeat = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
@@ -270,8 +318,9 @@ def generate(
                             max_new_tokens=max_new_tokens, context_chunks=context_chunks, scene=scene,
                             ref_in_system=ref_in_system, emotion=emotion, speed=speed)
     options = _job_options(engine, chunk, max_words, seed, voice, True, higgs)
+    options = _finishing(options, music, music_gain, music_intro, music_outro, duck, loudness, title, author, cover, max_silence)
     _run_job(_load_script(transcript, text), options, out_path, dry_run, as_json, quiet,
-             cache=_cache(cache_dir, no_cache), jobs=jobs)
+             cache=_cache(cache_dir, no_cache), jobs=jobs, subtitles=subtitles, stems=stems)
 
 
 @app.command()
@@ -286,6 +335,9 @@ def dialogue(
     max_words: MaxWords = DEFAULT_MAX_WORDS,
     dry_run: DryRun = False, as_json: Json = False, quiet: Quiet = False,
     cache_dir: CacheDir = None, no_cache: NoCache = False, jobs: Jobs = 1,
+    music: Music = None, music_gain: MusicGain = MUSIC_GAIN_DB, music_intro: MusicIntro = 0.0, music_outro: MusicOutro = 0.0,
+    duck: Duck = DUCK_DB, loudness: Loudness = None, subtitles: Subtitles = None, stems: Stems = None,
+    title: Title = None, author: Author = None, cover: Cover = None, max_silence: MaxSilence = None,
     model: Model = None, codec: Codec = None, revision: Revision = None, device: Device = "auto",
     temperature: Temperature = None, top_k: TopK = None, top_p: TopP = None, ras_window: RasWindow = None,
     ras_max_repeat: RasRepeat = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
@@ -297,10 +349,12 @@ def dialogue(
                             max_new_tokens=max_new_tokens, context_chunks=context_chunks, scene=scene,
                             ref_in_system=ref_in_system)
     options = _job_options(engine, chunk, max_words, seed, voice, True, higgs)
+    options = _finishing(options, music, music_gain, music_intro, music_outro, duck, loudness, title, author, cover, max_silence)
     script = _load_script(transcript, text)
     if len(script.speakers) < 2 and not quiet:
         err.print("[dim]note: only one speaker in this script; `higgs generate` is the usual command for it[/]")
-    _run_job(script, options, out_path, dry_run, as_json, quiet, cache=_cache(cache_dir, no_cache), jobs=jobs)
+    _run_job(script, options, out_path, dry_run, as_json, quiet, cache=_cache(cache_dir, no_cache), jobs=jobs,
+             subtitles=subtitles, stems=stems)
 
 
 @app.command()
@@ -580,3 +634,24 @@ def bind_cmd(
         print(json.dumps(doc, ensure_ascii=False, indent=2))
     elif not quiet:
         err.print(f"wrote {out_path} ({len(inputs)} chapters)")
+
+
+@app.command("inspect")
+@reported
+def inspect_cmd(
+    audio: Annotated[Path, typer.Argument(help="An audio file (any format higgs writes).")],
+    manifest: Annotated[Path | None, typer.Option(help="Its manifest (default: same name with .json, if present).", show_default=False)] = None,
+    png: Annotated[Path | None, typer.Option("--png", help="Draw a timeline: waveform, speaker lanes, music gain, chunk boundaries.", show_default=False)] = None,
+    as_json: Json = False,
+) -> None:
+    """Summarise a rendered file: duration, loudness, true peak, speakers' talk time, music level."""
+    from .inspection import inspect
+
+    doc = inspect(audio, png, manifest)
+    if as_json:
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+        return
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        out.print(f"[bold]{key}[/]: {value}", soft_wrap=True)

@@ -93,6 +93,9 @@ class RenderOptions:
     pause_turn: float = PAUSE_TURN
     pause_chapter: float = PAUSE_CHAPTER
     higgs: HiggsSettings = field(default_factory=HiggsSettings)
+    music: str | None = None  # a bed under the whole programme (transcript [music: f] tags add cues)
+    max_silence: float | None = None  # shorten silences inside generated speech to at most this
+    finish: FinishOptions = field(default_factory=lambda: FinishOptions())  # music mix, loudness, metadata
 
 
 # --- finishing -----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import engines
-from .audio import AudioWriter, check_writable, fade_edges, resample, silence, trim_silence
+from .audio import AudioWriter, fade_edges, resample, silence, trim_silence
 from .cache import ChunkCache, Entry, file_digest, make_key
 from .chunking import Chunk, chunk_script
 from .options import SAMPLE_RATE, RenderOptions
@@ -242,28 +242,116 @@ class _Renderer:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def render(plan: Plan, output: Path, on_progress: Callable[[Progress], None] | None = None,
-           cache: ChunkCache | None = None, jobs: int = 1) -> dict[str, Any]:
-    """Synthesise (or fetch from the cache) every chunk in order; stream the joined audio to `output` atomically."""
-    check_writable(output)
-    cache = cache or ChunkCache(None)
-    keys = chunk_keys(plan)
+def needs_finishing(plan: Plan, output: Path, stems: Path | None) -> bool:
+    """Music, loudness, a container format or stems need the finishing pass over the whole programme."""
+    from .containers import is_container
+
+    f = plan.options.finish
+    cues = any(c.kind == "music" for chunk in plan.chunks for c in chunk.controls_before + chunk.controls_after)
+    return bool(plan.options.music or cues or f.loudness is not None or stems or is_container(output))
+
+
+def _cue_path(name: str | None, plan: Plan) -> str | None:
+    """Music named in a transcript is found beside the transcript."""
+    if name is None:
+        return None
+    path = Path(name).expanduser()
+    if not path.is_absolute() and plan.script.source and Path(plan.script.source).is_file():
+        path = Path(plan.script.source).parent / path
+    return str(path)
+
+
+def _chapters(doc: dict[str, Any], duration: float) -> list[tuple[str, float, float]]:
+    marks = doc.get("chapters") or []
+    return [(m["title"], m["start"], marks[i + 1]["start"] if i + 1 < len(marks) else duration) for i, m in enumerate(marks)]
+
+
+@dataclass
+class _Timeline:
+    """What the speech pass records for the finishing pass: chunk times and music cues (speech timeline)."""
+
+    timings: list[tuple[float, float]]
+    infos: list[dict]
+    cues: list[tuple[float, str | None]]
+    duration: float = 0.0
+
+
+def _speech_pass(plan: Plan, target: Path, keys: list[str], cache: ChunkCache, jobs: int, subtype: str | None,
+                 on_progress: Callable[[Progress], None] | None) -> _Timeline:
+    from .mixing import shorten_silences
+
     started = time.monotonic()
-    timings: list[tuple[float, float]] = []
-    infos: list[dict] = []
-    with AudioWriter(output, SAMPLE_RATE) as writer:
+    line = _Timeline([], [], [(0.0, plan.options.music)] if plan.options.music else [])
+    with AudioWriter(target, SAMPLE_RATE, subtype) as writer:
         for i, entry, hit in _Renderer(plan, keys, cache, jobs):
             chunk = plan.chunks[i]
             audio = fade_edges(trim_silence(entry.audio, SAMPLE_RATE), SAMPLE_RATE)
+            if plan.options.max_silence is not None:
+                audio = shorten_silences(audio, SAMPLE_RATE, plan.options.max_silence)
+            gap_start = writer.frames / SAMPLE_RATE
+            line.cues += [(gap_start, _cue_path(c.music, plan)) for c in chunk.controls_before if c.kind == "music"]
             heading = plan.script.segments[chunk.paragraph].heading
             writer.write(silence(gap_before(plan.chunks[i - 1] if i else None, chunk, plan.options, heading), SAMPLE_RATE))
             start = writer.frames / SAMPLE_RATE
             writer.write(audio)
-            timings.append((start, writer.frames / SAMPLE_RATE))
-            infos.append({**entry.info, "cached": hit})
+            end = writer.frames / SAMPLE_RATE
+            line.timings.append((start, end))
+            line.cues += [(end, _cue_path(c.music, plan)) for c in chunk.controls_after if c.kind == "music"]
+            line.infos.append({**entry.info, "cached": hit})
             if on_progress:
                 on_progress(Progress(i + 1, len(plan.chunks), time.monotonic() - started, chunk, hit))
         if plan.chunks:
             writer.write(silence(sum(c.seconds for c in plan.chunks[-1].controls_after if c.kind == "pause"), SAMPLE_RATE))
-        duration = writer.frames / SAMPLE_RATE
-    return manifest(plan, output, keys, timings, duration, infos)
+        line.duration = writer.frames / SAMPLE_RATE
+    return line
+
+
+def render(plan: Plan, output: Path, on_progress: Callable[[Progress], None] | None = None, cache: ChunkCache | None = None,
+           jobs: int = 1, subtitles: Path | None = None, stems: Path | None = None) -> dict[str, Any]:
+    """Synthesise (or fetch from the cache) every chunk in order and stream the joined speech to `output`.
+
+    With music, a loudness target, stems or an m4a/m4b output, the speech goes to a temporary float
+    wav first and the finishing pass (mixing.finish) writes `output`; either way it appears atomically.
+    """
+    import os
+    import tempfile
+
+    from .containers import check_output
+    from .mixing import finish, validate
+    from .subtitles import check_subtitle_path, write_subtitles
+
+    check_output(output)
+    if subtitles:
+        check_subtitle_path(subtitles)
+    cache = cache or ChunkCache(None)
+    keys = chunk_keys(plan)
+    if not needs_finishing(plan, output, stems):
+        line = _speech_pass(plan, output, keys, cache, jobs, None, on_progress)
+        doc = manifest(plan, output, keys, line.timings, line.duration, line.infos)
+    else:
+        validate(plan.options.finish)
+        fd, speech = tempfile.mkstemp(prefix=f".{output.name}.speech.", suffix=".wav", dir=output.parent)
+        os.close(fd)
+        try:
+            line = _speech_pass(plan, Path(speech), keys, cache, jobs, "FLOAT", on_progress)
+            doc = manifest(plan, output, keys, line.timings, line.duration, line.infos)
+            regions = [(a, b, c.speaker) for (a, b), c in zip(line.timings, plan.chunks, strict=True) if b > a]
+            result = finish(Path(speech), output, speech_regions=regions, music_cues=line.cues, options=plan.options.finish,
+                            chapters=_chapters(doc, line.duration), stems=stems)
+        finally:
+            Path(speech).unlink(missing_ok=True)
+        _shift(doc, result["offset"])
+        doc["duration"], doc["finish"] = result["duration"], result
+    if subtitles:
+        doc["subtitles"] = {"path": str(subtitles), "cues": write_subtitles(doc["chunks"], subtitles)}
+    return doc
+
+
+def _shift(doc: dict[str, Any], offset: float) -> None:
+    """Move chunk and chapter times onto the output timeline (a music intro delays the speech)."""
+    if not offset:
+        return
+    for row in doc["chunks"] + doc.get("chapters", []):
+        for key in ("start", "end"):
+            if key in row:
+                row[key] = round(row[key] + offset, 3)

@@ -1,0 +1,148 @@
+"""Inspecting a finished file: duration, loudness and true peak, speakers and music from its manifest, and a timeline PNG."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError
+from .options import BLOCK_FRAMES, SAMPLE_RATE
+
+PNG_WIDTH = 1200
+WAVE_HEIGHT = 160
+LANE_HEIGHT = 18
+CURVE_HEIGHT = 80
+MARGIN = 40
+CURVE_FLOOR_DB = -60.0
+PALETTE = ((66, 133, 244), (219, 68, 55), (244, 180, 0), (15, 157, 88), (171, 71, 188), (0, 172, 193), (255, 112, 67), (158, 157, 36))
+
+
+class InspectError(UsageError):
+    """A file or manifest given to `inspect` cannot be read."""
+
+
+def load_manifest(audio: Path, manifest: Path | None = None) -> dict[str, Any] | None:
+    """The manifest given, else the one beside `audio` (same stem + `.json`), else None."""
+    path = manifest or Path(audio).with_suffix(".json")
+    if manifest is None and not path.is_file():
+        return None
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InspectError(f"{path}: manifest cannot be read ({e}); give the JSON that --json wrote") from e
+    if not isinstance(doc, dict):
+        raise InspectError(f"{path}: not a higgs manifest; give the JSON that --json wrote")
+    return doc
+
+
+def talk_time(chunks: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds spoken per speaker, in order of first appearance."""
+    out: dict[str, float] = {}
+    for c in chunks:
+        if c.get("start") is not None and c.get("end") is not None:
+            out[c["speaker"]] = round(out.get(c["speaker"], 0.0) + float(c["end"]) - float(c["start"]), 3)
+    return out
+
+
+def inspect(path: Path, png: Path | None = None, manifest: Path | None = None, block: int = BLOCK_FRAMES) -> dict[str, Any]:
+    """Measure `path`; add speakers, talk time and music levels from its manifest; draw a timeline PNG when asked."""
+    from .mixing import measure_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise InspectError(f"{path}: file not found; check the path")
+    report: dict[str, Any] = {"file": str(path), **measure_file(path, block)}
+    doc = load_manifest(path, manifest)
+    if doc is not None:
+        chunks = doc.get("chunks") or []
+        report["speakers"] = talk_time(chunks)
+        music = (doc.get("finish") or {}).get("music")
+        if music:
+            report["music"] = {k: music.get(k) for k in ("gain_db", "duck_db", "under_speech_db", "clear_db")}
+    if png is not None:
+        draw_timeline(path, Path(png), report["duration"], doc, block)
+        report["png"] = str(png)
+    return report
+
+
+def waveform_columns(path: Path, duration: float, width: int, block: int = BLOCK_FRAMES) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel-column minimum and maximum of the signal, streamed in blocks."""
+    from .containers import read_blocks
+
+    per = max(1, math.ceil(duration * SAMPLE_RATE / width))
+    lo, hi = np.zeros(width), np.zeros(width)
+    carry, col = np.zeros(0, np.float32), 0
+    for chunk in read_blocks(path, SAMPLE_RATE, block):
+        carry = np.concatenate([carry, chunk])
+        whole = min(len(carry) // per, width - col)
+        if whole:
+            frames = carry[: whole * per].reshape(whole, per)
+            lo[col: col + whole], hi[col: col + whole] = frames.min(axis=1), frames.max(axis=1)
+            col, carry = col + whole, carry[whole * per:]
+    if carry.size and col < width:
+        lo[col], hi[col] = carry.min(), carry.max()
+    return lo, hi
+
+
+def draw_timeline(path: Path, png: Path, duration: float, doc: dict[str, Any] | None, block: int = BLOCK_FRAMES) -> None:
+    """Waveform, chunk boundaries, one lane per speaker and the music gain curve, on one time axis."""
+    from PIL import Image, ImageDraw
+
+    chunks = [c for c in (doc or {}).get("chunks", []) if c.get("start") is not None]
+    speakers = list(dict.fromkeys(c["speaker"] for c in chunks))
+    curve = ((doc or {}).get("finish") or {}).get("music", {}) or {}
+    height = MARGIN + WAVE_HEIGHT + 10 + LANE_HEIGHT * len(speakers) + (CURVE_HEIGHT + 10 if curve.get("curve") else 0) + MARGIN
+    width = PNG_WIDTH
+    img = Image.new("RGB", (width + 2 * MARGIN, height), "white")
+    draw = ImageDraw.Draw(img)
+    scale = width / max(duration, 1e-6)
+    _draw_wave(draw, *waveform_columns(path, duration, width, block))
+    for c in chunks:
+        x = MARGIN + float(c["start"]) * scale
+        draw.line([(x, MARGIN), (x, MARGIN + WAVE_HEIGHT)], fill=(200, 200, 200))
+    y = MARGIN + WAVE_HEIGHT + 10
+    for i, spk in enumerate(speakers):
+        draw.text((2, y + 3), spk[:6], fill="black")
+        for c in (c for c in chunks if c["speaker"] == spk):
+            draw.rectangle([MARGIN + float(c["start"]) * scale, y + 2, MARGIN + float(c["end"]) * scale, y + LANE_HEIGHT - 2], fill=PALETTE[i % len(PALETTE)])
+        y += LANE_HEIGHT
+    if curve.get("curve"):
+        _draw_curve(draw, curve["curve"], y + 10, scale)
+    _draw_axis(draw, duration, scale, height)
+    tmp = png.with_name(f".{png.name}.partial")
+    img.save(tmp, format="PNG")
+    tmp.replace(png)
+
+
+def _draw_wave(draw: Any, lo: np.ndarray, hi: np.ndarray) -> None:
+    mid, half = MARGIN + WAVE_HEIGHT / 2, WAVE_HEIGHT / 2
+    for x, (a, b) in enumerate(zip(lo, hi)):
+        draw.line([(MARGIN + x, mid - b * half), (MARGIN + x, mid - a * half)], fill=(60, 60, 60))
+
+
+def _draw_curve(draw: Any, curve: dict[str, Any], top: int, scale: float) -> None:
+    step, values = float(curve["step"]), curve["db"]
+    draw.text((2, top), "music", fill="black")
+
+    def ypos(v: float) -> float:
+        return top + CURVE_HEIGHT * min(1.0, max(0.0, v / CURVE_FLOOR_DB))
+
+    points = [(MARGIN + i * step * scale, ypos(v)) for i, v in enumerate(values)]
+    draw.line([(MARGIN, ypos(0)), (MARGIN + len(values) * step * scale, ypos(0))], fill=(220, 220, 220))
+    if len(points) > 1:
+        draw.line(points, fill=(15, 157, 88), width=2)
+
+
+def _draw_axis(draw: Any, duration: float, scale: float, height: int) -> None:
+    tick = next((t for t in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600) if duration / t <= 12), 7200)
+    t = 0.0
+    while t <= duration:
+        x = MARGIN + t * scale
+        draw.line([(x, height - MARGIN + 4), (x, height - MARGIN + 10)], fill="black")
+        label = f"{int(t // 60)}:{int(t % 60):02d}" if tick >= 60 or duration >= 60 else f"{t:g}s"
+        draw.text((x - 10, height - MARGIN + 12), label, fill="black")
+        t += tick
