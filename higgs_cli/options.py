@@ -20,7 +20,7 @@ PAUSE_TAG_MAX = 600.0
 
 # --- chunking ----------------------------------------------------------------------------------
 CHUNK_METHODS = ("speaker", "paragraph", "sentence", "none")
-DEFAULT_CHUNK = "sentence"
+DEFAULT_CHUNK = "paragraph"
 DEFAULT_DIALOGUE_CHUNK = "speaker"
 DEFAULT_MAX_WORDS = 60  # ~20-25 s of speech: long enough for prosody, short enough to retry
 
