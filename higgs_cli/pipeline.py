@@ -201,8 +201,8 @@ class _Renderer:
             yield i, self._render(request, self.keys[i]), False
 
     def _reused(self, request: engines.ChunkRequest, entry: Entry) -> None:
-        if self.engine is None:
-            self.replay.append((request, entry))  # fed to the engine if it is ever created
+        if self.engine is None:  # fed to the engine if it is ever created: state only, never the audio
+            self.replay.append((request, Entry(entry.audio[:0], entry.info, entry.state)))
         else:
             self.engine.reuse(request, engines.ChunkAudio(entry.audio, entry.info, entry.state))
 
