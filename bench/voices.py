@@ -1,6 +1,6 @@
 """Are the bundled piper voices distinct and intelligible? Speaker-embedding similarity and ASR word error rate.
 
-Renders one sentence with every bundled voice (twice, since Piper is not reproducible) and with the
+Renders one sentence with every bundled voice (once per seed, to measure how much a render varies) and with the
 first automatic variants, then measures pairwise cosine similarity of resemblyzer embeddings and the
 word error rate of pocketsphinx on each render. Writes its tables to BENCHMARKS.md.
 
@@ -135,8 +135,8 @@ def report(r: dict, renders: int, clip_names: list[str], clip_sim: dict) -> str:
     bundled = [n for n in names if not n.startswith("auto-")]
     autos = [n for n in names if n.startswith("auto-")]
     profile = md_table(
-        ["voice", "piper pitch", "speed", "seconds", "WER", "self-similarity (2 renders)", "closest other bundled voice"],
-        [[n, r["settings"][n].get("pitch", 1.0), r["settings"][n].get("speed", 1.0), f"{r['seconds'][n]:.2f}",
+        ["voice", "piper pitch", "formant", "tilt", "speed", "seconds", "WER", "self-similarity (2 renders)", "closest other bundled voice"],
+        [[n, *(r["settings"][n].get(k, d) for k, d in (("pitch", 1.0), ("formant", 1.0), ("tilt", 0), ("speed", 1.0))), f"{r['seconds'][n]:.2f}",
           f"{r['wer'][n]:.2f}", f"{sim[n, n]:.3f}",
           "{} {:.3f}".format(*max(((m, sim[n, m]) for m in bundled if m != n), key=lambda x: x[1]))]
          for n in names])

@@ -97,6 +97,7 @@ Scene = Annotated[str | None, _higgs(help="higgs: scene description, as text or 
 RefInSystem = Annotated[bool, typer.Option("--ref-in-system", help="higgs: put reference clips in the system message.", rich_help_panel=_PANEL)]
 Emotion = Annotated[str | None, _higgs(help=f"higgs: {', '.join(EMOTIONS)}.")]
 Speed = Annotated[float | None, _higgs(help="higgs: speaking-rate hint (0.5..2).")]
+Decoder = Annotated[str | None, _higgs("--decoder", help="higgs: plain (transformers generate) or fast (static KV cache + CUDA graphs).")]
 
 
 def _version(value: bool) -> None:
@@ -311,12 +312,13 @@ def generate(
     temperature: Temperature = None, top_k: TopK = None, top_p: TopP = None, ras_window: RasWindow = None,
     ras_max_repeat: RasRepeat = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
     scene: Scene = None, ref_in_system: RefInSystem = False, emotion: Emotion = None, speed: Speed = None,
+    decoder: Decoder = None,
 ) -> None:
     """Turn a transcript or text into speech; every speaker gets a voice."""
     higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
                             top_k=top_k, top_p=top_p, ras_window=ras_window, ras_max_repeat=ras_max_repeat,
                             max_new_tokens=max_new_tokens, context_chunks=context_chunks, scene=scene,
-                            ref_in_system=ref_in_system, emotion=emotion, speed=speed)
+                            ref_in_system=ref_in_system, emotion=emotion, speed=speed, decoder=decoder)
     options = _job_options(engine, chunk, max_words, seed, voice, True, higgs)
     options = _finishing(options, music, music_gain, music_intro, music_outro, duck, loudness, title, author, cover, max_silence)
     _run_job(_load_script(transcript, text), options, out_path, dry_run, as_json, quiet,
@@ -341,13 +343,13 @@ def dialogue(
     model: Model = None, codec: Codec = None, revision: Revision = None, device: Device = "auto",
     temperature: Temperature = None, top_k: TopK = None, top_p: TopP = None, ras_window: RasWindow = None,
     ras_max_repeat: RasRepeat = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
-    scene: Scene = None, ref_in_system: RefInSystem = False,
+    scene: Scene = None, ref_in_system: RefInSystem = False, decoder: Decoder = None,
 ) -> None:
     """Render a multi-speaker script, one clearly distinct voice per speaker."""
     higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
                             top_k=top_k, top_p=top_p, ras_window=ras_window, ras_max_repeat=ras_max_repeat,
                             max_new_tokens=max_new_tokens, context_chunks=context_chunks, scene=scene,
-                            ref_in_system=ref_in_system)
+                            ref_in_system=ref_in_system, decoder=decoder)
     options = _job_options(engine, chunk, max_words, seed, voice, True, higgs)
     options = _finishing(options, music, music_gain, music_intro, music_outro, duck, loudness, title, author, cover, max_silence)
     script = _load_script(transcript, text)

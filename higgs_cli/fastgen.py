@@ -1,0 +1,342 @@
+"""Fast Higgs Audio v2 decoding: a static KV cache, per-sequence positions, stops and seeds, optional CUDA graphs.
+
+This is the loop of transformers' `HiggsAudioV2ForConditionalGeneration.generate()` rewritten for speed over
+the same modules and weights. Each prompt is prefilled by transformers' own forward; every later step feeds
+one audio frame per sequence through the audio path of each decoder layer (the DualFFN audio norms and MLP,
+which is what transformers runs once only audio tokens are fed) against preallocated key/value tensors, and
+samples on the device. The text head is never computed. B independent prompts step together, each at its own
+position with its own stop condition and torch.Generator, so a batch returns what B solo runs return.
+
+What matches transformers exactly: the delay pattern (stream BOS forced on codebook k for the first k + 1
+steps; after the first stream EOS one more codebook is forced to EOS per step), the logits warpers (its own
+Temperature, TopK and TopP classes, in its order), the stop rule (a row of all stream EOS, or `max_new`
+frames) and, with `exact_ras`, repetition-aware sampling drawn from the same generator in the same order.
+`exact_ras` needs a host synchronisation per step, so on CUDA the default draws RAS replacements for every
+row from a second per-sequence stream and selects on the device: still deterministic and batch-invariant,
+but sampled output then equals plain generate only up to the first step where RAS fires.
+
+CUDA graphs (`graphs=True`, CUDA only) capture one decode step of the whole batch; sampling runs eagerly
+after each replay, and the loop checks for "all sequences done" only every `sync_every` steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+LENGTH_QUANTUM = 256  # static caches are sized in multiples of this, so captured graphs can be reused
+RAS_STREAM_OFFSET = 0x5EED_0F_4A5  # seed offset of the second per-sequence stream used by sync-free RAS
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Token selection: temperature 0 is greedy; top_k <= 0 and top_p >= 1 are off; ras_window 0 disables RAS."""
+
+    temperature: float = 1.0
+    top_k: int = 50
+    top_p: float = 0.95
+    ras_window: int = 7
+    ras_max_repeat: int = 2
+
+    @classmethod
+    def from_config(cls, gc: Any) -> Sampling:
+        """The settings transformers would use for a GenerationConfig (as built by the engine's sampling_config)."""
+        temperature = (gc.temperature if gc.temperature is not None else 1.0) if gc.do_sample else 0.0
+        window, repeat = getattr(gc, "ras_win_len", None) or 0, getattr(gc, "ras_win_max_num_repeat", None) or 0
+        on = 0 < repeat <= window  # a window shorter than the repeat count can never fire: RAS off
+        return cls(temperature=temperature, top_k=gc.top_k or 0, top_p=gc.top_p if gc.top_p is not None else 1.0,
+                   ras_window=window if on else 0, ras_max_repeat=repeat if on else 1)
+
+    def warpers(self) -> list[Any]:
+        """transformers' own warpers, in generate()'s order (greedy uses none)."""
+        from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+        if self.temperature <= 0:
+            return []
+        out: list[Any] = []
+        if self.temperature != 1.0:
+            out.append(TemperatureLogitsWarper(self.temperature))
+        if self.top_k > 0:
+            out.append(TopKLogitsWarper(top_k=self.top_k, min_tokens_to_keep=1))
+        if self.top_p < 1.0:
+            out.append(TopPLogitsWarper(top_p=self.top_p, min_tokens_to_keep=1))
+        return out
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt: text ids (T,), its audio frames (F, K) in delay-pattern layout (or None), a seed, a frame budget."""
+
+    input_ids: Any
+    audio_ids: Any | None
+    seed: int
+    max_new: int
+
+    def length(self) -> int:
+        return int(self.input_ids.shape[-1]) + self.max_new
+
+
+# --- the model side: prefill into, and decode against, a static cache ------------------------------
+class StaticDecoder:
+    """Preallocated keys/values for `batch` sequences of `length` positions and the one-frame decode step.
+
+    Reuse one across calls of `generate` (the engine does, chunk after chunk): with `graphs` the step is
+    captured once, at construction, before any prefill writes into the cache.
+    """
+
+    def __init__(self, model: Any, batch: int, length: int, graphs: bool = False):
+        with torch.inference_mode():
+            self._allocate(model, batch, length, graphs)
+
+    def _allocate(self, model: Any, batch: int, length: int, graphs: bool) -> None:
+        cfg = model.config
+        self.model, self.batch, self.length = model, batch, length
+        self.device = next(model.parameters()).device
+        dtype = next(model.parameters()).dtype
+        shape = (batch, cfg.num_key_value_heads, length, cfg.head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(cfg.num_hidden_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=self.device) for _ in range(cfg.num_hidden_layers)]
+        self.rows = torch.arange(batch, device=self.device)
+        self.span = torch.arange(length, device=self.device)
+        probe = torch.zeros(1, dtype=dtype, device=self.device)
+        cos, sin = model.model.rotary_emb(probe, self.span[None])  # the same per-position values a step computes
+        self.cos, self.sin = cos[0], sin[0]
+        self.graph: Any | None = None
+        if graphs:
+            if self.device.type != "cuda":
+                raise ValueError("CUDA graphs need a CUDA device; use graphs=False on the CPU")
+            self._capture()
+
+    @staticmethod
+    def fits(decoder: StaticDecoder | None, batch: int, length: int) -> bool:
+        return decoder is not None and decoder.batch == batch and decoder.length >= length
+
+    def prefill(self, slot: int, request: Request) -> torch.Tensor:
+        """Run transformers' forward over one prompt, copy its keys/values into `slot`; the next-frame logits (K*V,)."""
+        ids = request.input_ids.to(self.device)[None]
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        if request.audio_ids is not None:
+            audio = request.audio_ids.to(self.device)[None]
+            kwargs["audio_input_ids"] = audio
+            kwargs["audio_input_ids_mask"] = torch.ones(audio.shape[:2], dtype=torch.bool, device=self.device)
+        out = self.model.model(**kwargs, use_cache=True)
+        n = ids.shape[1]
+        for layer, k, v in zip(out.past_key_values.layers, self.keys, self.values, strict=True):
+            k[slot, :, :n] = layer.keys[0]
+            v[slot, :, :n] = layer.values[0]
+        return self.model.audio_lm_head(out.last_hidden_state[0, -1]).float()
+
+    def step(self, frames: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Logits (B, K*V) for one audio frame (B, K) per sequence written at `positions` (B,)."""
+        if self.graph is None:
+            return self._forward(frames, positions)
+        self._frames.copy_(frames)
+        self._positions.copy_(positions)
+        self.graph.replay()
+        return self._logits
+
+    def _forward(self, frames: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        inner = self.model.model
+        h = inner.embed_audio_tokens(frames[:, None, :])
+        cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
+        visible = (self.span[None, :] <= positions[:, None])[:, None, None, :]
+        for layer, k, v in zip(inner.layers, self.keys, self.values, strict=True):
+            h = self._layer(layer, h, (cos, sin), visible, positions, k, v)
+        return self.model.audio_lm_head(inner.norm(h)[:, 0]).float()
+
+    def _layer(self, layer: Any, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], visible: torch.Tensor,
+               positions: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """One decoder layer on audio tokens only: audio norm, attention over the cache, audio norm + MLP."""
+        from transformers.models.higgs_audio_v2.modeling_higgs_audio_v2 import apply_rotary_pos_emb
+
+        attn, b = layer.self_attn, h.shape[0]
+        x = layer.audio_input_layernorm(h)
+        q = attn.q_proj(x).view(b, 1, -1, attn.head_dim).transpose(1, 2)
+        k = attn.k_proj(x).view(b, 1, -1, attn.head_dim).transpose(1, 2)
+        v = attn.v_proj(x).view(b, 1, -1, attn.head_dim).transpose(1, 2)
+        q, k = apply_rotary_pos_emb(q, k, *rope)
+        keys[self.rows, :, positions] = k[:, :, 0]
+        values[self.rows, :, positions] = v[:, :, 0]
+        # the query heads sharing a key/value head become that head's query rows: grouped attention without
+        # expanding the cache (query head h reads kv head h // groups, as transformers' repeat_kv does)
+        grouped = q.reshape(b, keys.shape[1], attn.num_key_value_groups, attn.head_dim)
+        o = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=visible, scale=attn.scaling)
+        h = h + attn.o_proj(o.reshape(b, 1, -1))
+        return h + layer.audio_mlp(layer.audio_post_attention_layernorm(h))
+
+    def _capture(self) -> None:
+        """Record one decode step in a CUDA graph (warm-up writes land at position 0; prefill overwrites them)."""
+        k = self.model.config.num_codebooks
+        self._frames = torch.zeros((self.batch, k), dtype=torch.long, device=self.device)
+        self._positions = torch.zeros(self.batch, dtype=torch.long, device=self.device)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._forward(self._frames, self._positions)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._logits = self._forward(self._frames, self._positions)
+
+
+# --- the sampling side: delay pattern, warpers, RAS, stop rule ----------------------------------------
+class _Chains:
+    """Per-sequence sampling state on the device, advanced one frame at a time for the whole batch."""
+
+    def __init__(self, cfg: Any, requests: Sequence[Request], sampling: Sampling, device: Any, exact_ras: bool):
+        self.cfg, self.sampling, self.exact_ras = cfg, sampling, exact_ras
+        self.k, self.v = cfg.num_codebooks, cfg.codebook_size
+        self.bos, self.eos = cfg.audio_stream_bos_id, cfg.audio_stream_eos_id
+        b = len(requests)
+        self.warpers = sampling.warpers()
+        self.gens = [_generator(device, r.seed) for r in requests]
+        self.ras_gens = [_generator(device, r.seed + RAS_STREAM_OFFSET) for r in requests]
+        self.bos_pattern = torch.stack([_bos_pattern(r.input_ids, cfg) for r in requests]).to(device)
+        self.eos_pattern = torch.stack([_eos_pattern(r.input_ids, cfg) for r in requests]).to(device)
+        self.last_text = torch.stack([r.input_ids[-1] for r in requests]).to(device)
+        self.recent = torch.stack([_recent(r.audio_ids, max(sampling.ras_window, 1), self.k, self.eos) for r in requests]).to(device)
+        self.max_new = torch.tensor([r.max_new for r in requests], device=device)
+        self.done = torch.zeros(b, dtype=torch.bool, device=device)
+        self.lengths = torch.zeros(b, dtype=torch.long, device=device)
+        vocab = torch.arange(self.v, device=device)
+        self.not_bos, self.not_eos = vocab != self.bos, vocab != self.eos
+
+    def advance(self, step: int, logits: torch.Tensor) -> torch.Tensor:
+        """Choose the next frame (B, K) from raw logits (B, K*V) and update delay pattern and stop state."""
+        raw = logits.view(-1, self.k, self.v)
+        scores = self._delay_pattern(raw.clone())
+        flat = scores.view(-1, self.v)
+        for warp in self.warpers:
+            flat = warp(None, flat)
+        frames = self._select(flat.view(-1, self.k, self.v))
+        if self.sampling.ras_window > 0:
+            frames = self._ras(frames, raw)
+        frames = torch.where(self.done[:, None], self.eos, frames)
+        self._bookkeep(step, frames)
+        return frames
+
+    def _delay_pattern(self, scores: torch.Tensor) -> torch.Tensor:
+        """HiggsAudioV2DelayPatternLogitsProcessor, per sequence."""
+        force_bos = self.bos_pattern >= 0
+        scores.masked_fill_(force_bos[..., None] & self.not_bos, -float("inf"))
+        self.bos_pattern -= force_bos.long()
+        self.eos_pattern -= (self.last_text == self.cfg.audio_delay_token_id).long()[:, None]
+        force_eos = self.eos_pattern <= 0
+        return scores.masked_fill_(force_eos[..., None] & self.not_eos, -float("inf"))
+
+    def _select(self, scores: torch.Tensor) -> torch.Tensor:
+        if self.sampling.temperature <= 0:
+            return scores.argmax(-1)
+        probs = scores.softmax(-1)
+        return torch.stack([torch.multinomial(p, 1, generator=g).squeeze(1) for p, g in zip(probs, self.gens, strict=True)])
+
+    def _ras(self, frames: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """Repetition-aware sampling: a code seen `ras_max_repeat` times in the window is redrawn from the raw logits."""
+        w = self.recent[:, -self.sampling.ras_window:]
+        counted = (w == frames[:, None]) & (w != self.bos) & (w != self.eos)
+        replace = counted.sum(1) >= self.sampling.ras_max_repeat
+        if self.exact_ras:  # the same draws, from the same generator, as transformers' generate
+            for b, gen in enumerate(self.gens):
+                if bool(replace[b].any()):
+                    frames[b, replace[b]] = raw[b, replace[b]].softmax(-1).multinomial(1, replacement=True, generator=gen).view(-1)
+            return frames
+        alt = torch.stack([raw[b].softmax(-1).multinomial(1, generator=g).view(-1) for b, g in enumerate(self.ras_gens)])
+        return torch.where(replace, alt, frames)
+
+    def _bookkeep(self, step: int, frames: torch.Tensor) -> None:
+        cfg = self.cfg
+        any_eos, all_eos = (frames == self.eos).any(-1), (frames == self.eos).all(-1)
+        text = torch.where(any_eos | (self.last_text == cfg.audio_delay_token_id), cfg.audio_delay_token_id, cfg.audio_token_id)
+        self.last_text = torch.where(all_eos, _eos_token(cfg), text)
+        self.lengths = torch.where(self.done, self.lengths, step + 1)
+        self.done = self.done | all_eos | (self.max_new <= step + 1)
+        self.recent = torch.cat([self.recent[:, 1:], frames[:, None]], dim=1)
+
+
+def _generator(device: Any, seed: int) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _eos_token(cfg: Any) -> int:
+    eos = cfg.eos_token_id
+    return int(eos[0] if isinstance(eos, list | tuple) else eos)
+
+
+def _pattern_start(input_ids: Any, token: int, k: int) -> int | None:
+    """How far back (1 = the last token) the first `token` sits among the last k prompt tokens, if at all."""
+    window = input_ids[-k:]
+    hits = (window == token).nonzero()
+    return k - int(hits[0, 0]) if len(hits) else None
+
+
+def _bos_pattern(input_ids: Any, cfg: Any) -> torch.Tensor:
+    k = cfg.num_codebooks
+    after = _pattern_start(input_ids, cfg.audio_bos_token_id, k)
+    delays = torch.arange(1, k + 1)
+    return delays - after if after is not None else torch.zeros(k, dtype=torch.long)
+
+
+def _eos_pattern(input_ids: Any, cfg: Any) -> torch.Tensor:
+    k = cfg.num_codebooks
+    after = _pattern_start(input_ids, cfg.audio_delay_token_id, k)
+    delays = torch.arange(1, k + 1)
+    return delays - after if after is not None else delays
+
+
+def _recent(audio_ids: Any | None, window: int, k: int, eos: int) -> torch.Tensor:
+    """The last `window` prompt audio frames, front-padded with stream EOS (which RAS never counts)."""
+    out = torch.full((window, k), eos, dtype=torch.long)
+    if audio_ids is not None and len(audio_ids):
+        tail = audio_ids[-window:]
+        out[window - len(tail):] = tail.cpu()
+    return out
+
+
+# --- the loop ------------------------------------------------------------------------------------------
+def cache_length(requests: Sequence[Request]) -> int:
+    """Positions a static cache needs for these requests, rounded up to LENGTH_QUANTUM."""
+    need = max(r.length() for r in requests)
+    return -(-need // LENGTH_QUANTUM) * LENGTH_QUANTUM
+
+
+def generate(model: Any, requests: Sequence[Request], sampling: Sampling, *, decoder: StaticDecoder | None = None,
+             graphs: bool = False, exact_ras: bool | None = None, sync_every: int = 16) -> list[torch.Tensor]:
+    """Generated delayed audio frames (steps_i, K) per request, in order: what `model.generate` returns after the
+    prompt's frames for each request run alone with `torch.manual_seed(seed)`; stops per sequence.
+
+    `decoder` is reused when it has room (batch equal, length enough); otherwise a new one is built.
+    `exact_ras` defaults to True off CUDA. Call under torch.inference_mode() (done here too).
+    """
+    if not requests:
+        return []
+    with torch.inference_mode():
+        if not StaticDecoder.fits(decoder, len(requests), max(r.length() for r in requests)):
+            decoder = StaticDecoder(model, len(requests), cache_length(requests), graphs=graphs)
+        assert decoder is not None
+        exact = decoder.device.type != "cuda" if exact_ras is None else exact_ras
+        return _run(decoder, requests, sampling, exact, sync_every)
+
+
+def _run(decoder: StaticDecoder, requests: Sequence[Request], sampling: Sampling, exact_ras: bool, sync_every: int) -> list[torch.Tensor]:
+    cfg, device = decoder.model.config, decoder.device
+    chains = _Chains(cfg, requests, sampling, device, exact_ras)
+    logits = torch.stack([decoder.prefill(i, r) for i, r in enumerate(requests)])
+    positions = torch.tensor([int(r.input_ids.shape[-1]) for r in requests], device=device)
+    steps = max(r.max_new for r in requests)
+    out = torch.full((len(requests), steps, cfg.num_codebooks), cfg.audio_stream_eos_id, dtype=torch.long, device=device)
+    frames = chains.advance(0, logits)
+    out[:, 0] = frames
+    for t in range(1, steps):
+        if t % sync_every == 0 and bool(chains.done.all()):  # the only host synchronisation in the loop
+            break
+        frames = chains.advance(t, decoder.step(frames, positions))
+        out[:, t] = frames
+        positions = (positions + 1).clamp_(max=decoder.length - 1)  # finished short-budget rows idle at the end
+    lengths = chains.lengths.tolist()
+    out = out.cpu()
+    return [out[i, :n] for i, n in enumerate(lengths)]

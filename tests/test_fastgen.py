@@ -1,0 +1,201 @@
+"""The static-cache generation loop on the tiny random checkpoint: equal to transformers' generate, batch-invariant.
+
+Frames are compared exactly: the fast loop runs the same float32 CPU arithmetic as generate() (to ~1e-7 in the
+logits) and draws from per-sequence generators in generate()'s order, so any difference is a logic error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from higgs_cli import fastgen  # noqa: E402
+from higgs_cli.engines.higgs import sampling_config, validate_settings, with_stream_markers  # noqa: E402
+from higgs_cli.errors import UsageError  # noqa: E402
+from higgs_cli.options import HiggsSettings  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:running Higgs Audio v2 on the CPU")
+TURN = "<|start_header_id|>{}<|end_header_id|>\n\n"
+GREEDY = HiggsSettings(temperature=0.0, ras_window=0)
+SAMPLED = HiggsSettings(temperature=1.0, top_k=50, top_p=0.95)  # RAS on (window 7, 2 repeats)
+COLD = HiggsSettings(temperature=0.7, top_k=20, top_p=0.8)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from .higgs_tiny import build_models
+
+    tokenizer, lm, _ = build_models()
+    return tokenizer, lm
+
+
+def make_request(tiny, text: str, context_frames: int, seed: int, max_new: int) -> fastgen.Request:
+    """A prompt like the engine's: user turn, optionally a generated turn of random codes, then the next user turn."""
+    tokenizer, lm = tiny
+    cfg, k = lm.config, lm.config.num_codebooks
+    prompt = "<|begin_of_text|>" + TURN.format("user") + text + "<|eot_id|>" + TURN.format("assistant")
+    audio = None
+    if context_frames:
+        codes = torch.randint(0, 64, (k, context_frames), generator=torch.Generator().manual_seed(context_frames))
+        audio = with_stream_markers(codes, cfg.audio_stream_bos_id, cfg.audio_stream_eos_id)
+        prompt += ("<|AUDIO_OUT|>" * (audio.shape[0] - k + 1) + "<|reserved_special_token_6|>" * (k - 1) + "<|eot_id|>"
+                   + TURN.format("user") + "And more." + "<|eot_id|>" + TURN.format("assistant"))
+    ids = tokenizer(prompt + "<|audio_out_bos|>", add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    return fastgen.Request(ids, audio, seed, max_new)
+
+
+def requests(tiny, seeds=(3, 5, 9)) -> list[fastgen.Request]:
+    texts = [("Hello there, how are you?", 0, 60), ("It was the night.", 12, 40), ("Hooray!", 30, 80)]
+    return [make_request(tiny, t, n, s, m) for (t, n, m), s in zip(texts, seeds)]
+
+
+def plain(tiny, request: fastgen.Request, settings: HiggsSettings):
+    """What the engine's plain path gets: generate() under torch.manual_seed(seed), minus the prompt's frames."""
+    lm = tiny[1]
+    ids = request.input_ids[None]
+    kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if request.audio_ids is not None:
+        kwargs["audio_input_ids"] = request.audio_ids[None]
+        kwargs["audio_input_ids_mask"] = torch.ones(1, request.audio_ids.shape[0], dtype=torch.bool)
+    gc = sampling_config(lm.generation_config, settings, request.max_new)
+    with torch.random.fork_rng(), torch.inference_mode():
+        torch.manual_seed(request.seed)
+        out = lm.generate(**kwargs, generation_config=gc)
+    return out[0, 0 if request.audio_ids is None else request.audio_ids.shape[0]:]
+
+
+def fast(tiny, reqs, settings: HiggsSettings, **kwargs):
+    lm = tiny[1]
+    sampling = fastgen.Sampling.from_config(sampling_config(lm.generation_config, settings, 1))
+    return fastgen.generate(lm, reqs, sampling, **kwargs)
+
+
+def assert_same(a, b) -> None:
+    assert [x.shape for x in a] == [y.shape for y in b]
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+
+
+# --- equal to transformers' generate --------------------------------------------------------------------
+@pytest.mark.parametrize("settings", [GREEDY, SAMPLED, COLD], ids=["greedy", "sampled-ras", "cold-topk-topp"])
+def test_fast_path_equals_plain_generate(tiny, settings):
+    reqs = requests(tiny)
+    ours = [fast(tiny, [r], settings)[0] for r in reqs]
+    assert_same(ours, [plain(tiny, r, settings) for r in reqs])
+    assert all(len(x) > 0 for x in ours)
+
+
+def test_grouped_query_attention_equals_plain_generate(tiny):
+    """The real model has 24 query heads over 8 key/value heads; the tiny one gets 4 over 2."""
+    from transformers import HiggsAudioV2ForConditionalGeneration
+
+    from .higgs_tiny import lm_config
+
+    torch.manual_seed(1)
+    config = lm_config(tiny[0])
+    config.num_attention_heads, config.num_key_value_heads, config.head_dim = 4, 2, 8
+    gqa = (tiny[0], HiggsAudioV2ForConditionalGeneration(config).eval())
+    reqs = requests(gqa)
+    assert_same([fast(gqa, [r], SAMPLED)[0] for r in reqs], [plain(gqa, r, SAMPLED) for r in reqs])
+
+
+def test_stops_like_generate_on_the_all_eos_row_or_the_budget(tiny):
+    eos = tiny[1].config.audio_stream_eos_id
+    frames = fast(tiny, requests(tiny), SAMPLED)
+    for f, r in zip(frames, requests(tiny), strict=True):
+        assert len(f) == r.max_new or (f[-1] == eos).all()
+    assert len({len(f) for f in frames}) > 1  # the sequences really stop at different steps
+
+
+def test_ras_off_really_turns_it_off_in_plain_generate(tiny):
+    """sampling_config must not let generate() fall back to the checkpoint's RAS (it would resample at random)."""
+    request = requests(tiny)[2]
+    outs = [plain(tiny, dataclasses.replace(request, seed=s), GREEDY) for s in (1, 2)]
+    assert torch.equal(outs[0], outs[1])
+
+
+# --- batched chains ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("exact_ras", [True, False])
+def test_batch_equals_each_sequence_alone(tiny, exact_ras):
+    reqs = requests(tiny)
+    solo = [fast(tiny, [r], SAMPLED, exact_ras=exact_ras)[0] for r in reqs]
+    assert_same(fast(tiny, reqs, SAMPLED, exact_ras=exact_ras, sync_every=4), solo)
+    assert_same(fast(tiny, reqs[::-1], SAMPLED, exact_ras=exact_ras), solo[::-1])  # order follows the requests
+
+
+def test_batch_greedy_equals_solo_and_seeds_are_per_sequence(tiny):
+    reqs = requests(tiny)
+    assert_same(fast(tiny, reqs, GREEDY), [fast(tiny, [r], GREEDY)[0] for r in reqs])
+    same_prompt = [dataclasses.replace(reqs[1], seed=s, max_new=60) for s in (1, 1, 2)]
+    a, b, c = fast(tiny, same_prompt, COLD)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_sync_free_ras_is_deterministic(tiny):
+    reqs = requests(tiny)
+    assert_same(fast(tiny, reqs, SAMPLED, exact_ras=False), fast(tiny, reqs, SAMPLED, exact_ras=False))
+
+
+def test_a_decoder_is_reused_across_calls(tiny):
+    reqs = requests(tiny)
+    decoder = fastgen.StaticDecoder(tiny[1], 1, fastgen.cache_length(reqs))
+    reused = [fast(tiny, [r], SAMPLED, decoder=decoder)[0] for r in reqs]
+    assert_same(reused, [fast(tiny, [r], SAMPLED)[0] for r in reqs])
+
+
+# --- the engine switch ------------------------------------------------------------------------------------
+def test_unknown_decoder_is_named():
+    with pytest.raises(UsageError, match="decoder 'turbo' is unknown"):
+        validate_settings(HiggsSettings(decoder="turbo"))
+
+
+def test_engine_fast_decoder_renders_what_the_plain_one_does():
+    from higgs_cli.engines import ChunkRequest
+    from higgs_cli.engines.higgs import HiggsEngine
+    from higgs_cli.voices import Voice
+
+    from .higgs_tiny import hub_dirs
+
+    model_dir, codec_dir = hub_dirs()
+    voice = Voice(name="auto-1", source="auto")
+    audio = {}
+    for decoder in ("plain", "fast"):
+        engine = HiggsEngine(HiggsSettings(model=str(model_dir), codec=str(codec_dir), device="cpu", decoder=decoder,
+                                           max_new_tokens=30, temperature=0.7))
+        chunks = [engine.synthesize(ChunkRequest(i, "A", text, voice, 4)) for i, text in enumerate(["Hello there.", "How are you?"])]
+        audio[decoder] = [c.audio for c in chunks]
+        assert [c.info["frames"] for c in chunks] and all(c.info["frames"] > 0 for c in chunks)
+    assert all((a == b).all() for a, b in zip(audio["plain"], audio["fast"], strict=True))
+
+
+# --- CUDA graphs (a GPU only) -------------------------------------------------------------------------
+@pytest.mark.gpu
+def test_cuda_graph_step_equals_the_eager_step(tiny):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from .higgs_tiny import build_models
+
+    lm = build_models()[1].to("cuda")
+    reqs = requests(tiny)
+    sampling = fastgen.Sampling.from_config(sampling_config(lm.generation_config, SAMPLED, 1))
+    eager = fastgen.generate(lm, reqs, sampling, graphs=False)
+    graphed = fastgen.generate(lm, reqs, sampling, graphs=True)
+    assert_same(graphed, eager)
+    assert_same(graphed, [fastgen.generate(lm, [r], sampling, graphs=True)[0] for r in reqs])
+
+
+# --- the GPU benchmark script ---------------------------------------------------------------------------
+def test_gpu_benchmark_runs_its_tiny_smoke_mode_on_the_cpu():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "gpu_rtf.py"
+    run = subprocess.run([sys.executable, str(script), "--tiny"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith(("| plain", "| fast"))]
+    assert [r.split("|")[1:3] for r in rows] == [[" plain generate ", " 1 "], [" fast ", " 1 "], [" fast ", " 2 "]]
