@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import engines
 from .audio import AudioWriter, fade_edges, resample, silence, trim_silence
 from .cache import ChunkCache, Entry, file_digest, make_key
@@ -202,7 +204,7 @@ class _Renderer:
 
     def _reused(self, request: engines.ChunkRequest, entry: Entry) -> None:
         if self.engine is None:  # fed to the engine if it is ever created: state only, never the audio
-            self.replay.append((request, Entry(entry.audio[:0], entry.info, entry.state)))
+            self.replay.append((request, Entry(np.zeros(0, np.float32), entry.info, entry.state)))  # not a view: frees the audio
         else:
             self.engine.reuse(request, engines.ChunkAudio(entry.audio, entry.info, entry.state))
 
