@@ -103,7 +103,7 @@ class PiperEngine(Engine):
     def _sentence(self, ids: np.ndarray, length_scale: float, rng: np.random.Generator) -> np.ndarray:
         """One sentence through VITS, with noise drawn from `rng` (retried larger if too short)."""
         cfg = self._voice.config
-        frames = max(1024, int(32 * ids.shape[1] * length_scale))
+        frames = max(512, int(12 * ids.shape[1] * length_scale))  # ~3x the frames VITS makes per phoneme id
         while True:
             feeds = {
                 "input": ids,
