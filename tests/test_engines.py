@@ -47,7 +47,7 @@ def test_piper_speaks_at_a_plausible_rate(piper):
 def test_piper_voices_differ_as_their_profiles_say(piper):
     audio = {v: render(piper, v) for v in ("brock", "joe", "otis", "ava", "nell")}
     f0 = {v: median_f0(a, piper.sample_rate) for v, a in audio.items()}
-    assert f0["joe"] * 1.6 < f0["ava"] < f0["nell"], f0  # the feminine voices are clearly higher
+    assert f0["joe"] * 1.3 < f0["ava"] < f0["nell"], f0  # the feminine voices are clearly higher (profiles: 1.4x, 1.9x)
     centroid = {v: spectral_centroid(a, piper.sample_rate) for v, a in audio.items()}
     assert centroid["brock"] < centroid["joe"] < centroid["otis"], centroid  # spectral tilt: dark, neutral, bright
 
