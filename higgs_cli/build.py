@@ -186,15 +186,20 @@ def _bind_book(project: Project, chapters: list[dict[str, Any]], options: Render
     emit(BuildEvent("bind", out.name))
     files = [Path(c["output"]) for c in chapters]
     titles = [c["title"] for c in chapters]
-    if out.suffix.lower() in (".m4b", ".m4a"):
-        from .containers import bind
-
-        doc = bind(files, out, title=project.title, author=project.author, cover=project.cover, chapter_titles=titles)
-    else:
-        doc = concatenate(files, out, options.pause_chapter, titles)
+    doc = bind_book(files, out, options.pause_chapter, titles, project.title, project.author, project.cover)
     doc = {**doc, "build_key": key}
     _write_json(stamp_path, doc)
     return {"output": str(out), "built": True, **{k: v for k, v in doc.items() if k != "build_key"}}
+
+
+def bind_book(files: list[Path], out: Path, gap: float, titles: list[str], title: str | None = None,
+              author: str | None = None, cover: Path | None = None) -> dict[str, Any]:
+    """One book from chapter files: m4b/m4a through ffmpeg (chapters, metadata, cover), else joined audio."""
+    from .containers import bind, is_container
+
+    if is_container(out):
+        return bind(files, out, title=title, author=author, cover=cover, chapter_titles=titles)
+    return concatenate(files, out, gap, titles)
 
 
 def concatenate(files: list[Path], out: Path, gap: float, titles: list[str]) -> dict[str, Any]:

@@ -624,14 +624,9 @@ def bind_cmd(
         raise UsageError(f"{len(titles)} --chapter-title values for {len(inputs)} files; give one per file or none")
     if gap < 0 or gap > 60:
         raise UsageError("--gap must be between 0 and 60 seconds")
-    if out_path.suffix.lower() in (".m4b", ".m4a"):
-        from .containers import bind
+    from .build import bind_book
 
-        doc = bind(inputs, out_path, title=title, author=author, cover=cover, chapter_titles=titles)
-    else:
-        from .build import concatenate
-
-        doc = concatenate(inputs, out_path, gap, titles)
+    doc = bind_book(inputs, out_path, gap, titles, title, author, cover)
     if as_json:
         print(json.dumps(doc, ensure_ascii=False, indent=2))
     elif not quiet:
