@@ -21,7 +21,7 @@ after each replay, and the loop checks for "all sequences done" only every `sync
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +115,14 @@ class StaticDecoder:
     def fits(decoder: StaticDecoder | None, batch: int, length: int) -> bool:
         return decoder is not None and decoder.batch == batch and decoder.length >= length
 
+    def grown(self, length: int) -> StaticDecoder:
+        """A decoder with room for `length` positions holding this one's keys and values (graphs re-captured)."""
+        bigger = StaticDecoder(self.model, self.batch, length, graphs=self.graph is not None)
+        with torch.inference_mode():
+            for old, new in zip(self.keys + self.values, bigger.keys + bigger.values, strict=True):
+                new[:, :, :self.length] = old
+        return bigger
+
     def prefill(self, slot: int, request: Request) -> torch.Tensor:
         """Run transformers' forward over one prompt, copy its keys/values into `slot`; the next-frame logits (K*V,)."""
         ids = request.input_ids.to(self.device)[None]
@@ -186,27 +194,42 @@ class StaticDecoder:
 
 # --- the sampling side: delay pattern, warpers, RAS, stop rule ----------------------------------------
 class _Chains:
-    """Per-sequence sampling state on the device, advanced one frame at a time for the whole batch."""
+    """Per-row sampling state on the device, advanced one frame at a time for the whole batch.
 
-    def __init__(self, cfg: Any, requests: Sequence[Request], sampling: Sampling, device: Any, exact_ras: bool):
-        self.cfg, self.sampling, self.exact_ras = cfg, sampling, exact_ras
+    A row holds one request at a time; `load(row, request)` starts a new one in that row (a chain's next
+    chunk, or another chain's) without touching the others, which is what continuous batching needs.
+    """
+
+    def __init__(self, cfg: Any, width: int, sampling: Sampling, device: Any, exact_ras: bool):
+        self.cfg, self.sampling, self.exact_ras, self.device = cfg, sampling, exact_ras, device
         self.k, self.v = cfg.num_codebooks, cfg.codebook_size
         self.bos, self.eos = cfg.audio_stream_bos_id, cfg.audio_stream_eos_id
-        b = len(requests)
         self.warpers = sampling.warpers()
-        self.gens = [_generator(device, r.seed) for r in requests]
-        self.ras_gens = [_generator(device, r.seed + RAS_STREAM_OFFSET) for r in requests]
-        self.bos_pattern = torch.stack([_bos_pattern(r.input_ids, cfg) for r in requests]).to(device)
-        self.eos_pattern = torch.stack([_eos_pattern(r.input_ids, cfg) for r in requests]).to(device)
-        self.last_text = torch.stack([r.input_ids[-1] for r in requests]).to(device)
-        self.recent = torch.stack([_recent(r.audio_ids, max(sampling.ras_window, 1), self.k, self.eos) for r in requests]).to(device)
-        self.max_new = torch.tensor([r.max_new for r in requests], device=device)
-        self.done = torch.zeros(b, dtype=torch.bool, device=device)
-        self.lengths = torch.zeros(b, dtype=torch.long, device=device)
+        self.window = max(sampling.ras_window, 1)
+        self.gens: list[torch.Generator | None] = [None] * width
+        self.ras_gens: list[torch.Generator | None] = [None] * width
+        self.bos_pattern = torch.zeros((width, self.k), dtype=torch.long, device=device)
+        self.eos_pattern = torch.zeros((width, self.k), dtype=torch.long, device=device)
+        self.last_text = torch.zeros(width, dtype=torch.long, device=device)
+        self.recent = torch.full((width, self.window, self.k), self.eos, dtype=torch.long, device=device)
+        self.max_new = torch.zeros(width, dtype=torch.long, device=device)
+        self.done = torch.ones(width, dtype=torch.bool, device=device)  # an empty row counts as done
+        self.steps = torch.zeros(width, dtype=torch.long, device=device)  # frames chosen for the row's request
         vocab = torch.arange(self.v, device=device)
         self.not_bos, self.not_eos = vocab != self.bos, vocab != self.eos
 
-    def advance(self, step: int, logits: torch.Tensor) -> torch.Tensor:
+    def load(self, row: int, request: Request) -> None:
+        self.gens[row] = _generator(self.device, request.seed)
+        self.ras_gens[row] = _generator(self.device, request.seed + RAS_STREAM_OFFSET)
+        self.bos_pattern[row] = _bos_pattern(request.input_ids, self.cfg).to(self.device)
+        self.eos_pattern[row] = _eos_pattern(request.input_ids, self.cfg).to(self.device)
+        self.last_text[row] = request.input_ids[-1].to(self.device)
+        self.recent[row] = _recent(request.audio_ids, self.window, self.k, self.eos).to(self.device)
+        self.max_new[row] = request.max_new
+        self.done[row] = False
+        self.steps[row] = 0
+
+    def advance(self, logits: torch.Tensor) -> torch.Tensor:
         """Choose the next frame (B, K) from raw logits (B, K*V) and update delay pattern and stop state."""
         raw = logits.view(-1, self.k, self.v)
         scores = self._delay_pattern(raw.clone())
@@ -217,7 +240,7 @@ class _Chains:
         if self.sampling.ras_window > 0:
             frames = self._ras(frames, raw)
         frames = torch.where(self.done[:, None], self.eos, frames)
-        self._bookkeep(step, frames)
+        self._bookkeep(frames)
         return frames
 
     def _delay_pattern(self, scores: torch.Tensor) -> torch.Tensor:
@@ -233,28 +256,34 @@ class _Chains:
         if self.sampling.temperature <= 0:
             return scores.argmax(-1)
         probs = scores.softmax(-1)
-        return torch.stack([torch.multinomial(p, 1, generator=g).squeeze(1) for p, g in zip(probs, self.gens, strict=True)])
+        return torch.stack([self._draw(p, g) for p, g in zip(probs, self.gens, strict=True)])
+
+    def _draw(self, probs: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        if gen is None:  # an empty row: its frame is replaced by EOS anyway
+            return probs.argmax(-1)
+        return torch.multinomial(probs, 1, generator=gen).squeeze(1)
 
     def _ras(self, frames: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
         """Repetition-aware sampling: a code seen `ras_max_repeat` times in the window is redrawn from the raw logits."""
         w = self.recent[:, -self.sampling.ras_window:]
         counted = (w == frames[:, None]) & (w != self.bos) & (w != self.eos)
-        replace = counted.sum(1) >= self.sampling.ras_max_repeat
+        replace = (counted.sum(1) >= self.sampling.ras_max_repeat) & ~self.done[:, None]
         if self.exact_ras:  # the same draws, from the same generator, as transformers' generate
             for b, gen in enumerate(self.gens):
                 if bool(replace[b].any()):
                     frames[b, replace[b]] = raw[b, replace[b]].softmax(-1).multinomial(1, replacement=True, generator=gen).view(-1)
             return frames
-        alt = torch.stack([raw[b].softmax(-1).multinomial(1, generator=g).view(-1) for b, g in enumerate(self.ras_gens)])
+        alt = torch.stack([self._draw(raw[b].softmax(-1), g).view(-1) for b, g in enumerate(self.ras_gens)])
         return torch.where(replace, alt, frames)
 
-    def _bookkeep(self, step: int, frames: torch.Tensor) -> None:
+    def _bookkeep(self, frames: torch.Tensor) -> None:
         cfg = self.cfg
         any_eos, all_eos = (frames == self.eos).any(-1), (frames == self.eos).all(-1)
         text = torch.where(any_eos | (self.last_text == cfg.audio_delay_token_id), cfg.audio_delay_token_id, cfg.audio_token_id)
         self.last_text = torch.where(all_eos, _eos_token(cfg), text)
-        self.lengths = torch.where(self.done, self.lengths, step + 1)
-        self.done = self.done | all_eos | (self.max_new <= step + 1)
+        live = ~self.done
+        self.steps += live.long()
+        self.done = self.done | (live & (all_eos | (self.max_new <= self.steps)))
         self.recent = torch.cat([self.recent[:, 1:], frames[:, None]], dim=1)
 
 
@@ -300,8 +329,37 @@ def _recent(audio_ids: Any | None, window: int, k: int, eos: int) -> torch.Tenso
 # --- the loop ------------------------------------------------------------------------------------------
 def cache_length(requests: Sequence[Request]) -> int:
     """Positions a static cache needs for these requests, rounded up to LENGTH_QUANTUM."""
-    need = max(r.length() for r in requests)
-    return -(-need // LENGTH_QUANTUM) * LENGTH_QUANTUM
+    return _quantum(max(r.length() for r in requests))
+
+
+def _quantum(n: int) -> int:
+    return -(-n // LENGTH_QUANTUM) * LENGTH_QUANTUM
+
+
+Feed = Callable[[int], "Request | None"]
+
+
+def stream(model: Any, chains: int, feed: Feed, sampling: Sampling, *, width: int | None = None,
+           decoder: StaticDecoder | None = None, graphs: bool = False, exact_ras: bool | None = None,
+           sync_every: int = 16, length: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """Run `chains` chains of requests, `width` at a time, as one batch; yield (chain, frames) as each request ends.
+
+    `feed(chain)` returns that chain's next request, or None when the chain is over. It is called for a chain
+    only after the chain's previous frames have been yielded and the consumer has resumed this generator, so
+    a request may depend on everything its chain produced so far (rolling audio context). A finished row is
+    refilled at once with the chain's next request or the next chain waiting, so the batch stays full.
+    Every request is sampled from its own seed exactly as a run on its own would be: the frames of a chain
+    do not depend on `width` or on which other chains share the batch.
+
+    `decoder` is reused when it has `width` rows; its cache grows when a request does not fit (re-capturing
+    the CUDA graph). Chains are started in order; results come out in completion order.
+    """
+    width = max(1, min(width or chains, chains))
+    if chains <= 0:
+        return
+    with torch.inference_mode():
+        run = _Batch(model, width, sampling, decoder, graphs, exact_ras, length)
+        yield from run.drive(chains, feed, sync_every)
 
 
 def generate(model: Any, requests: Sequence[Request], sampling: Sampling, *, decoder: StaticDecoder | None = None,
@@ -309,34 +367,94 @@ def generate(model: Any, requests: Sequence[Request], sampling: Sampling, *, dec
     """Generated delayed audio frames (steps_i, K) per request, in order: what `model.generate` returns after the
     prompt's frames for each request run alone with `torch.manual_seed(seed)`; stops per sequence.
 
-    `decoder` is reused when it has room (batch equal, length enough); otherwise a new one is built.
-    `exact_ras` defaults to True off CUDA. Call under torch.inference_mode() (done here too).
+    Each request is a chain of one; all run as one batch. `exact_ras` defaults to True off CUDA.
     """
     if not requests:
         return []
-    with torch.inference_mode():
-        if not StaticDecoder.fits(decoder, len(requests), max(r.length() for r in requests)):
-            decoder = StaticDecoder(model, len(requests), cache_length(requests), graphs=graphs)
-        assert decoder is not None
-        exact = decoder.device.type != "cuda" if exact_ras is None else exact_ras
-        return _run(decoder, requests, sampling, exact, sync_every)
+    out: dict[int, torch.Tensor] = {}
+    fed = [False] * len(requests)
+
+    def feed(chain: int) -> Request | None:
+        first = not fed[chain]
+        fed[chain] = True
+        return requests[chain] if first else None
+
+    for chain, frames in stream(model, len(requests), feed, sampling, width=len(requests), decoder=decoder,
+                                graphs=graphs, exact_ras=exact_ras, sync_every=sync_every, length=cache_length(requests)):
+        out[chain] = frames
+    return [out[i] for i in range(len(requests))]
 
 
-def _run(decoder: StaticDecoder, requests: Sequence[Request], sampling: Sampling, exact_ras: bool, sync_every: int) -> list[torch.Tensor]:
-    cfg, device = decoder.model.config, decoder.device
-    chains = _Chains(cfg, requests, sampling, device, exact_ras)
-    logits = torch.stack([decoder.prefill(i, r) for i, r in enumerate(requests)])
-    positions = torch.tensor([int(r.input_ids.shape[-1]) for r in requests], device=device)
-    steps = max(r.max_new for r in requests)
-    out = torch.full((len(requests), steps, cfg.num_codebooks), cfg.audio_stream_eos_id, dtype=torch.long, device=device)
-    frames = chains.advance(0, logits)
-    out[:, 0] = frames
-    for t in range(1, steps):
-        if t % sync_every == 0 and bool(chains.done.all()):  # the only host synchronisation in the loop
-            break
-        frames = chains.advance(t, decoder.step(frames, positions))
-        out[:, t] = frames
-        positions = (positions + 1).clamp_(max=decoder.length - 1)  # finished short-budget rows idle at the end
-    lengths = chains.lengths.tolist()
-    out = out.cpu()
-    return [out[i, :n] for i, n in enumerate(lengths)]
+class _Batch:
+    """The rows of one batched run: which chain each row serves, its position, its frames so far."""
+
+    def __init__(self, model: Any, width: int, sampling: Sampling, decoder: StaticDecoder | None, graphs: bool,
+                 exact_ras: bool | None, length: int | None):
+        if decoder is None or decoder.batch != width:
+            decoder = StaticDecoder(model, width, _quantum(length or LENGTH_QUANTUM), graphs=graphs)
+        self.decoder, self.width = decoder, width
+        cfg, device = model.config, decoder.device
+        exact = device.type != "cuda" if exact_ras is None else exact_ras
+        self.chains = _Chains(cfg, width, sampling, device, exact)
+        self.owner: list[int | None] = [None] * width
+        self.positions = torch.zeros(width, dtype=torch.long, device=device)
+        self.first = torch.zeros((width, cfg.num_codebooks * cfg.codebook_size), dtype=torch.float32, device=device)
+        self.fresh = torch.zeros(width, dtype=torch.bool, device=device)  # rows whose next frame comes from prefill
+        self.out = torch.zeros((width, 1, cfg.num_codebooks), dtype=torch.long, device=device)
+        self.eos = cfg.audio_stream_eos_id
+
+    def drive(self, chains: int, feed: Feed, sync_every: int) -> Iterator[tuple[int, torch.Tensor]]:
+        waiting = iter(range(chains))
+        for row in range(self.width):
+            self._fill(row, None, waiting, feed)
+        frames = torch.full((self.width, self.chains.k), self.eos, dtype=torch.long, device=self.decoder.device)
+        step = 0
+        while any(o is not None for o in self.owner):
+            frames = self._step(frames)
+            step += 1
+            if step % sync_every and not self.chains.exact_ras:
+                continue
+            ended = (self.chains.done & torch.tensor([o is not None for o in self.owner], device=self.decoder.device))
+            for row in ended.nonzero().flatten().tolist():  # the host synchronisation: every `sync_every` steps
+                chain = self.owner[row]
+                assert chain is not None
+                yield chain, self.out[row, :int(self.chains.steps[row])].to("cpu", copy=True)  # the row is reused next
+                self._fill(row, chain, waiting, feed)
+
+    def _step(self, frames: torch.Tensor) -> torch.Tensor:
+        logits = self.decoder.step(frames, self.positions)
+        logits = torch.where(self.fresh[:, None], self.first, logits)
+        # a fresh row's step above only wrote a throw-away key at its prompt length, which its first real step overwrites
+        self.positions = (self.positions + (~self.fresh).long()).clamp_(max=self.decoder.length - 1)
+        self.fresh.zero_()
+        live = ~self.chains.done
+        frames = self.chains.advance(logits)
+        index = self.chains.steps.clamp(max=self.out.shape[1]) - 1
+        written = torch.where(live[:, None], frames, self.out[self.decoder.rows, index.clamp(min=0)])
+        self.out[self.decoder.rows, index.clamp(min=0)] = written
+        return frames
+
+    def _fill(self, row: int, chain: int | None, waiting: Iterator[int], feed: Feed) -> None:
+        """Give `row` the chain's next request, else the next waiting chain's first; else leave it empty."""
+        request = feed(chain) if chain is not None else None
+        while request is None:
+            chain = next(waiting, None)
+            if chain is None:
+                self.owner[row] = None
+                return
+            request = feed(chain)
+        self._ensure_room(request)
+        self.first[row] = self.decoder.prefill(row, request)
+        self.chains.load(row, request)
+        self.positions[row] = int(request.input_ids.shape[-1])
+        self.fresh[row] = True
+        self.owner[row] = chain
+
+    def _ensure_room(self, request: Request) -> None:
+        if request.length() > self.decoder.length:
+            self.decoder = self.decoder.grown(_quantum(request.length()))
+        if request.max_new > self.out.shape[1]:
+            grown = torch.full((self.width, request.max_new, self.out.shape[2]), self.eos, dtype=torch.long,
+                               device=self.out.device)
+            grown[:, :self.out.shape[1]] = self.out
+            self.out = grown

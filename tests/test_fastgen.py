@@ -33,14 +33,15 @@ def tiny():
     return tokenizer, lm
 
 
-def make_request(tiny, text: str, context_frames: int, seed: int, max_new: int) -> fastgen.Request:
-    """A prompt like the engine's: user turn, optionally a generated turn of random codes, then the next user turn."""
+def make_request(tiny, text: str, context_frames: int, seed: int, max_new: int, codes=None) -> fastgen.Request:
+    """A prompt like the engine's: user turn, optionally a generated turn (random codes, or `codes`), then the next user turn."""
     tokenizer, lm = tiny
     cfg, k = lm.config, lm.config.num_codebooks
     prompt = "<|begin_of_text|>" + TURN.format("user") + text + "<|eot_id|>" + TURN.format("assistant")
     audio = None
-    if context_frames:
+    if context_frames and codes is None:
         codes = torch.randint(0, 64, (k, context_frames), generator=torch.Generator().manual_seed(context_frames))
+    if codes is not None and codes.shape[1]:
         audio = with_stream_markers(codes, cfg.audio_stream_bos_id, cfg.audio_stream_eos_id)
         prompt += ("<|AUDIO_OUT|>" * (audio.shape[0] - k + 1) + "<|reserved_special_token_6|>" * (k - 1) + "<|eot_id|>"
                    + TURN.format("user") + "And more." + "<|eot_id|>" + TURN.format("assistant"))
@@ -133,6 +134,78 @@ def test_batch_greedy_equals_solo_and_seeds_are_per_sequence(tiny):
     same_prompt = [dataclasses.replace(reqs[1], seed=s, max_new=60) for s in (1, 1, 2)]
     a, b, c = fast(tiny, same_prompt, COLD)
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+CHAIN_TEXTS = [["Hello there.", "How are you?", "It was the night."], ["Hooray!"], ["The sun rises.", "And sets in the west."],
+               ["Today.", "Birthday!"]]
+
+
+def chain_feed(tiny, produced: dict[int, list]):
+    """Requests whose context is the chain's own previous output: chunk j of chain c can only be built after j - 1."""
+    from higgs_cli.engines.higgs import extract_codes
+
+    cfg = tiny[1].config
+
+    def feed(chain: int) -> fastgen.Request | None:
+        done = produced.setdefault(chain, [])
+        if len(done) == len(CHAIN_TEXTS[chain]):
+            return None
+        previous = extract_codes(done[-1], cfg.audio_stream_bos_id, cfg.audio_stream_eos_id) if done else None
+        return make_request(tiny, CHAIN_TEXTS[chain][len(done)], 0, 100 * chain + len(done), 30 + 7 * chain, codes=previous)
+
+    return feed
+
+
+def run_chains(tiny, width: int, settings: HiggsSettings, **kwargs) -> dict[int, list]:
+    lm = tiny[1]
+    sampling = fastgen.Sampling.from_config(sampling_config(lm.generation_config, settings, 1))
+    produced: dict[int, list] = {}
+    order = []
+    for chain, frames in fastgen.stream(lm, len(CHAIN_TEXTS), chain_feed(tiny, produced), sampling, width=width, **kwargs):
+        produced[chain].append(frames)
+        order.append(chain)
+    assert sorted(order) == sorted(c for c, texts in enumerate(CHAIN_TEXTS) for _ in texts)
+    return produced
+
+
+@pytest.mark.parametrize("exact_ras", [True, False])
+def test_chains_batched_equal_chains_run_one_by_one(tiny, exact_ras):
+    """Continuous batching: rows refill with a chain's next chunk (built from its own output) or the next chain."""
+    one = run_chains(tiny, 1, SAMPLED, exact_ras=exact_ras)
+    for width in (2, 4):
+        wide = run_chains(tiny, width, SAMPLED, exact_ras=exact_ras, sync_every=3)
+        for chain in range(len(CHAIN_TEXTS)):
+            assert_same(wide[chain], one[chain])
+    assert all(len(f) > 0 for frames in one.values() for f in frames)
+
+
+def test_a_chain_equals_its_requests_generated_one_at_a_time(tiny):
+    produced = run_chains(tiny, 3, SAMPLED)
+    feed_again: dict[int, list] = {}
+    feed = chain_feed(tiny, feed_again)
+    for chain in range(len(CHAIN_TEXTS)):
+        for frames in produced[chain]:
+            request = feed(chain)
+            assert torch.equal(fast(tiny, [request], SAMPLED)[0], frames)
+            assert torch.equal(plain(tiny, request, SAMPLED), frames)  # and what transformers' generate samples
+            feed_again[chain].append(frames)
+
+
+def test_the_cache_grows_when_a_later_request_needs_more_room(tiny):
+    lm = tiny[1]
+    decoder = fastgen.StaticDecoder(lm, 2, fastgen.LENGTH_QUANTUM)
+    produced: dict[int, list] = {}
+    sampling = fastgen.Sampling.from_config(sampling_config(lm.generation_config, SAMPLED, 1))
+    feed = chain_feed(tiny, produced)
+
+    def long_feed(chain: int):
+        request = feed(chain)
+        return None if request is None else dataclasses.replace(request, max_new=fastgen.LENGTH_QUANTUM)
+
+    for chain, frames in fastgen.stream(lm, 2, long_feed, sampling, width=2, decoder=decoder):
+        produced[chain].append(frames)
+    assert sum(len(f) for f in produced[0] + produced[1]) > 0
+    assert len(produced[0]) == 3 and len(produced[1]) == 1
 
 
 def test_sync_free_ras_is_deterministic(tiny):
