@@ -182,3 +182,23 @@ def chunk_script(script: Script, method: str, max_words: int | None) -> list[Chu
             chunks.append(Chunk(len(chunks), seg.speaker, body, text[b:end], seg.line, seg.turn, paragraph,
                                 count_words(body), text[lead:a]))
     return chunks
+
+
+def chains(chunks: list[Chunk] | tuple[Chunk, ...], script: Script, words: int = 0) -> list[list[int]]:
+    """Split chunks into chains: runs whose rolling context stays inside them, so chains render independently.
+
+    A chain starts at every `# Heading` (a chapter) and, when `words` > 0, at the first paragraph start
+    after its chain reached `words` words. Content-defined, so a chunk's context never depends on how
+    many chains render at once. Returns the chunk positions of each chain, in order; they tile the chunks.
+    """
+    out: list[list[int]] = []
+    size = 0
+    for i, chunk in enumerate(chunks):
+        new_paragraph = i == 0 or chunk.paragraph != chunks[i - 1].paragraph
+        chapter = new_paragraph and script.segments[chunk.paragraph].heading
+        if not out or chapter or (new_paragraph and 0 < words <= size):
+            out.append([])
+            size = 0
+        out[-1].append(i)
+        size += chunk.words
+    return out

@@ -98,6 +98,8 @@ RefInSystem = Annotated[bool, typer.Option("--ref-in-system", help="higgs: put r
 Emotion = Annotated[str | None, _higgs(help=f"higgs: {', '.join(EMOTIONS)}.")]
 Speed = Annotated[float | None, _higgs(help="higgs: speaking-rate hint (0.5..2).")]
 Decoder = Annotated[str | None, _higgs("--decoder", help="higgs: plain (transformers generate) or fast (static KV cache + CUDA graphs).")]
+Batch = Annotated[int | None, _higgs("--batch", help="higgs: chains generated together on the GPU (same audio for any width; memory grows with it).")]
+ChainWords = Annotated[int | None, _higgs("--chain-words", help="higgs: also start a new chain (context reset) at the first paragraph after N words; 0 = chapters only.")]
 
 
 def _version(value: bool) -> None:
@@ -312,13 +314,14 @@ def generate(
     temperature: Temperature = None, top_k: TopK = None, top_p: TopP = None, ras_window: RasWindow = None,
     ras_max_repeat: RasRepeat = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
     scene: Scene = None, ref_in_system: RefInSystem = False, emotion: Emotion = None, speed: Speed = None,
-    decoder: Decoder = None,
+    decoder: Decoder = None, batch: Batch = None, chain_words: ChainWords = None,
 ) -> None:
     """Turn a transcript or text into speech; every speaker gets a voice."""
     higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
                             top_k=top_k, top_p=top_p, ras_window=ras_window, ras_max_repeat=ras_max_repeat,
                             max_new_tokens=max_new_tokens, context_chunks=context_chunks, scene=scene,
-                            ref_in_system=ref_in_system, emotion=emotion, speed=speed, decoder=decoder)
+                            ref_in_system=ref_in_system, emotion=emotion, speed=speed, decoder=decoder, batch=batch,
+                            chain_words=chain_words)
     options = _job_options(engine, chunk, max_words, seed, voice, True, higgs)
     options = _finishing(options, music, music_gain, music_intro, music_outro, duck, loudness, title, author, cover, max_silence)
     _run_job(_load_script(transcript, text), options, out_path, dry_run, as_json, quiet,
@@ -343,13 +346,14 @@ def dialogue(
     model: Model = None, codec: Codec = None, revision: Revision = None, device: Device = "auto",
     temperature: Temperature = None, top_k: TopK = None, top_p: TopP = None, ras_window: RasWindow = None,
     ras_max_repeat: RasRepeat = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
-    scene: Scene = None, ref_in_system: RefInSystem = False, decoder: Decoder = None,
+    scene: Scene = None, ref_in_system: RefInSystem = False, decoder: Decoder = None, batch: Batch = None,
+    chain_words: ChainWords = None,
 ) -> None:
     """Render a multi-speaker script, one clearly distinct voice per speaker."""
     higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
                             top_k=top_k, top_p=top_p, ras_window=ras_window, ras_max_repeat=ras_max_repeat,
                             max_new_tokens=max_new_tokens, context_chunks=context_chunks, scene=scene,
-                            ref_in_system=ref_in_system, decoder=decoder)
+                            ref_in_system=ref_in_system, decoder=decoder, batch=batch, chain_words=chain_words)
     options = _job_options(engine, chunk, max_words, seed, voice, True, higgs)
     options = _finishing(options, music, music_gain, music_intro, music_outro, duck, loudness, title, author, cover, max_silence)
     script = _load_script(transcript, text)

@@ -451,8 +451,8 @@ class _Batch:
         self.owner[row] = chain
 
     def _ensure_room(self, request: Request) -> None:
-        if request.length() > self.decoder.length:
-            self.decoder = self.decoder.grown(_quantum(request.length()))
+        if request.length() > self.decoder.length:  # with headroom: each growth re-captures the graph
+            self.decoder = self.decoder.grown(_quantum(request.length() + request.length() // 4))
         if request.max_new > self.out.shape[1]:
             grown = torch.full((self.width, request.max_new, self.out.shape[2]), self.eos, dtype=torch.long,
                                device=self.out.device)

@@ -51,6 +51,9 @@ OUTPUT_FORMATS = {  # extension -> (soundfile format, subtype)
 # --- the higgs engine -----------------------------------------------------------------------------
 DEFAULT_MODEL = "bosonai/higgs-audio-v2-generation-3B-base"
 DEFAULT_CODEC = "bosonai/higgs-audio-v2-tokenizer"
+# A clip-less speaker's voice is fixed by rendering this once (per voice and seed) and pinning it in every chain.
+ANCHOR_TEXT = ("I am going to read this to you in my own natural voice, at an easy and steady pace, "
+               "so that you can hear clearly how I sound.")
 EMOTIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
 
 
@@ -75,6 +78,8 @@ class HiggsSettings:
     ref_in_system: bool = False
     emotion: str | None = None
     speed: float | None = None
+    chain_words: int = 0  # > 0: a new chain (context reset) at the first paragraph after this many words; chapters always
+    batch: int = 1  # chains generated together as one GPU batch (static-cache decoder); output does not depend on it
     decoder: str = "auto"  # plain (transformers' generate) or fast (static cache, CUDA graphs); auto = plain until
     # the fast loop has been measured on a GPU (it matches generate() exactly on CPU, never yet run on CUDA)
 

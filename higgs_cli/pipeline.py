@@ -15,6 +15,7 @@ from . import engines
 from .audio import AudioWriter, fade_edges, resample, silence, trim_silence
 from .cache import ChunkCache, Entry, file_digest, make_key
 from .chunking import Chunk, chunk_script
+from .errors import RenderError
 from .options import SAMPLE_RATE, RenderOptions
 from .transcript import Script
 from .voices import Voice, cast
@@ -78,18 +79,27 @@ def voice_fingerprint(voice: Voice, engine: type[engines.Engine]) -> dict[str, A
 
 
 def chunk_keys(plan: Plan) -> list[str]:
-    """Cache keys: engine identity, voice, text, seed, and the keys of the chunks in its context."""
+    """Cache keys: engine identity, voice, text, seed, and the keys of the chunks (and anchors) in its context."""
+    keys = all_keys(plan)
+    return [keys[i] for i in range(len(plan.chunks))]
+
+
+def all_keys(plan: Plan) -> dict[int, str]:
+    """Cache keys of the chunks (0, 1, ...) and of the engine's anchors (-1, -2, ...): an anchor hears only its voice."""
     cls = engines.engine_class(plan.engine)
     identity = cls.identity(plan.options.higgs)
     prints = {spk: voice_fingerprint(v, cls) for spk, v in plan.cast.items()}
     everyone = sorted(prints.items()) if cls.conditions_on_cast else None
-    keys: list[str] = []
+    keys: dict[int, str] = {}
+    for anchor in cls.anchors(plan):
+        keys[anchor.index] = make_key({"engine": identity, "voice": prints[anchor.speaker], "anchor": anchor.speaker,
+                                       "text": anchor.text, "seed": anchor.seed})
     for i, chunk in enumerate(plan.chunks):
-        keys.append(make_key({
+        keys[i] = make_key({
             "engine": identity, "voice": prints[chunk.speaker], "cast": everyone,
             "speaker": chunk.speaker if cls.conditions_on_cast else None,
             "text": chunk.text, "seed": plan.seeds[i], "context": [keys[j] for j in cls.context_of(plan, i)],
-        }))
+        })
     return keys
 
 
@@ -125,6 +135,10 @@ def manifest(plan: Plan, output: Path | None, keys: list[str] | None = None, tim
         "speakers": {spk: {"voice": v.name, "source": v.source, "description": v.description,
                            "settings": v.settings(plan.engine)} for spk, v in plan.cast.items()},
     }
+    anchors = cls.anchors(plan)
+    if anchors:  # rendered once per voice and seed, never heard: what clip-less voices are pinned to
+        doc["anchors"] = [{"index": a.index, "speaker": a.speaker, "voice": a.voice.name, "seed": a.seed, "text": a.text}
+                          for a in anchors]
     if duration is not None:
         doc["duration"] = round(duration, 3)
     rows = []
@@ -176,18 +190,29 @@ def _worker_render(request: engines.ChunkRequest, key: str, cache_root: Path | N
 
 
 class _Renderer:
-    """Yields (index, entry, cached) in chunk order; creates the engine only when a chunk misses."""
+    """Yields (index, entry, cached) in chunk order; creates the engine only when a chunk (or anchor) misses.
+
+    Anchors are rendered or fetched first and never yielded. A batching engine with a width above 1
+    gets every missing chunk at once (render_batch); finished chunks go to the cache (a temporary one
+    under --no-cache) and come back out in order, so memory holds no more than the chunks in flight.
+    """
 
     def __init__(self, plan: Plan, keys: list[str], cache: ChunkCache, jobs: int):
         self.plan, self.keys, self.cache = plan, keys, cache
         self.cls = engines.engine_class(plan.engine)
         self.jobs = jobs if self.cls.parallel else 1
+        self.width = plan.options.higgs.batch if self.cls.batches else 1
+        self.anchors = self.cls.anchors(plan)
+        self.anchor_keys = all_keys(plan) if self.anchors else {}
         self.engine: engines.Engine | None = None
         self.replay: list[tuple[engines.ChunkRequest, Entry]] = []
 
     def __iter__(self) -> Iterator[tuple[int, Entry, bool]]:
         try:
-            yield from (self._parallel() if self.jobs > 1 else self._sequential())
+            if self.width > 1:
+                yield from self._batched()
+            else:
+                yield from (self._parallel() if self.jobs > 1 else self._sequential())
         finally:
             if self.engine is not None:
                 self.engine.close()
@@ -208,17 +233,65 @@ class _Renderer:
         else:
             self.engine.reuse(request, engines.ChunkAudio(entry.audio, entry.info, entry.state))
 
-    def _render(self, request: engines.ChunkRequest, key: str) -> Entry:
+    def _start_engine(self, anchors: bool = True) -> engines.Engine:
+        """Create the engine on the first miss: anchors (fetched or rendered) first, then the cached chunks' state."""
         if self.engine is None:
-            self.engine = engines.create(self.plan.engine, self.plan.options.higgs)
-            self.engine.begin(self.plan)
+            engine = self.engine = engines.create(self.plan.engine, self.plan.options.higgs)
+            engine.begin(self.plan)
+            for anchor in self.anchors if anchors else []:
+                key = self.anchor_keys[anchor.index]
+                entry = self.cache.get(key)
+                if entry is None:
+                    self._store(self.cache, key, engine, engine.synthesize(anchor))
+                else:
+                    engine.reuse(anchor, engines.ChunkAudio(entry.audio, entry.info, entry.state))
             for old, entry in self.replay:
                 self.engine.reuse(old, engines.ChunkAudio(entry.audio, entry.info, entry.state))
             self.replay.clear()
-        result = self.engine.synthesize(request)
-        entry = Entry(resample(result.audio, self.engine.sample_rate, SAMPLE_RATE), result.info, result.state)
-        self.cache.put(key, entry)
+        return self.engine
+
+    def _render(self, request: engines.ChunkRequest, key: str) -> Entry:
+        engine = self._start_engine()
+        result = engine.synthesize(request)
+        return self._store(self.cache, key, engine, result)
+
+    @staticmethod
+    def _store(cache: ChunkCache, key: str, engine: engines.Engine, result: engines.ChunkAudio) -> Entry:
+        entry = Entry(resample(result.audio, engine.sample_rate, SAMPLE_RATE), result.info, result.state)
+        cache.put(key, entry)
         return entry
+
+    def _batched(self) -> Iterator[tuple[int, Entry, bool]]:
+        """Every missing chunk through render_batch; results in chunk order as soon as each one's turn comes."""
+        import tempfile
+
+        keys = {**self.anchor_keys, **dict(enumerate(self.keys))}
+        requests = self.anchors + [self.plan.request(i) for i in range(len(self.plan.chunks))]
+        missing = {r.index for r in requests if not self.cache.has(keys[r.index])}
+        if not missing:
+            yield from self._sequential()
+            return
+        with tempfile.TemporaryDirectory(prefix="higgs-batch-") as scratch:
+            store = self.cache if self.cache.enabled else ChunkCache(Path(scratch))
+            items = []
+            for r in requests:
+                entry = None if r.index in missing else store.get(keys[r.index])
+                items.append((r, None if entry is None else engines.ChunkAudio(np.zeros(0, np.float32), entry.info, entry.state)))
+            engine = self._start_engine(anchors=False)  # render_batch takes them with the chunks
+            ready, done = set(), 0
+            for request, result in engine.render_batch(items, self.width):
+                self._store(store, keys[request.index], engine, result)
+                ready.add(request.index)
+                while done < len(self.plan.chunks) and (done in ready or done not in missing):
+                    entry = store.get(keys[done])
+                    assert entry is not None
+                    yield done, entry, done not in missing
+                    done += 1
+            for i in range(done, len(self.plan.chunks)):
+                entry = store.get(keys[i])
+                if entry is None:
+                    raise RenderError(f"chunk {i} was not rendered; rerun the job (finished chunks are cached)")
+                yield i, entry, i not in missing
 
     def _parallel(self) -> Iterator[tuple[int, Entry, bool]]:
         """Independent chunks (no context) in worker processes; results still come out in order."""

@@ -41,8 +41,9 @@ def test_generate_writes_24k_audio_and_a_manifest_with_seeds_and_voice_locks(tin
     assert doc["engine"] == "higgs" and sf.info(str(out)).samplerate == 24_000
     first, second = doc["chunks"]
     assert first["seed"] != second["seed"]
-    assert first["voice_lock"] is None and second["voice_lock"] == 0  # clip-less voice pinned to chunk 0
-    assert second["context"] == [] and 0 < first["frames"] <= 16
+    assert first["voice_lock"] == second["voice_lock"] == -1  # the clip-less voice is pinned to its anchor
+    assert [(a["index"], a["voice"]) for a in doc["anchors"]] == [(-1, "calm")]
+    assert second["context"] == [0] and 0 < first["frames"] <= 16  # chunk 0 is context now, not the lock
 
 
 def test_dialogue_with_a_bundled_clip_voice(tiny, tmp_path):

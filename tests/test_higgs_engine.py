@@ -202,22 +202,23 @@ def test_budget_guard_drops_context_then_clamps_frames_then_refuses(engine, sett
     engine.synthesize(ChunkRequest(0, "A", "One.", plan.cast["A"], 1))
     engine.settings = dataclasses.replace(settings, max_new_tokens=60)
     request = ChunkRequest(1, "B", "Two.", plan.cast["B"], 2)
-    context = engine._state.context()
+    chain = engine._chain_for(request)
+    context = chain.state.context()
     assert [c.index for c in context] == [0]
-    bare = engine._positions(engine._state.prompt("B", "Two.", []))
-    full = engine._positions(engine._state.prompt("B", "Two.", context))
+    bare = engine._positions(chain.state.prompt("B", "Two.", []), chain)
+    full = engine._positions(chain.state.prompt("B", "Two.", context), chain)
     config = engine._m.model.config
     original = config.max_position_embeddings
     try:
         config.max_position_embeddings = full + 60
-        assert engine._fit(request, context)[1:] == (context, 60)
+        assert engine._fit(request, chain)[1:] == (context, 60)
         config.max_position_embeddings = full + 59
-        assert engine._fit(request, context)[1:] == ([], 60)  # context goes before any audio frame does
+        assert engine._fit(request, chain)[1:] == ([], 60)  # context goes before any audio frame does
         config.max_position_embeddings = bare + 40
-        assert engine._fit(request, context)[1:] == ([], 40)
+        assert engine._fit(request, chain)[1:] == ([], 40)
         config.max_position_embeddings = bare + 5
         with pytest.raises(RenderError, match="positions"):
-            engine._fit(request, context)
+            engine._fit(request, chain)
     finally:
         config.max_position_embeddings = original
 

@@ -2,7 +2,9 @@
 
 An engine turns one chunk of text in one voice into float32 mono audio at its `sample_rate`.
 Engines may keep state across calls within one job (the higgs engine keeps audio context), so a
-job calls `begin(plan)` once, `synthesize(request)` per chunk in order, then `close()`.
+job calls `begin(plan)` once, `synthesize(request)` per chunk in order (after the engine's
+`anchors(plan)`, which are rendered and cached like chunks but never heard), then `close()`.
+An engine that `batches` can instead take a whole job in `render_batch`.
 Adding an engine means one module here plus one line in `_REGISTRY`.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -59,6 +62,7 @@ class Engine(ABC):
     reproducible: ClassVar[bool] = False  # same request + seed -> same samples?
     parallel: ClassVar[bool] = False  # may chunks render in separate worker processes?
     conditions_on_cast: ClassVar[bool] = False  # does a chunk's audio depend on the other speakers' voices?
+    batches: ClassVar[bool] = False  # does render_batch() do better than chunk after chunk?
     sample_rate: int
 
     @classmethod
@@ -68,7 +72,12 @@ class Engine(ABC):
 
     @classmethod
     def context_of(cls, plan: Any, index: int) -> list[int]:
-        """Indices of earlier chunks whose output conditions chunk `index` (none by default)."""
+        """Indices of earlier chunks (or anchors, < 0) whose output conditions chunk `index` (none by default)."""
+        return []
+
+    @classmethod
+    def anchors(cls, plan: Any) -> list[ChunkRequest]:
+        """Requests rendered before a job's chunks to fix its voices (indices -1, -2, ...); none by default."""
         return []
 
     @classmethod
@@ -92,6 +101,15 @@ class Engine(ABC):
     @abstractmethod
     def synthesize(self, request: ChunkRequest) -> ChunkAudio:
         """Render one chunk."""
+
+    def render_batch(self, items: list[tuple[ChunkRequest, ChunkAudio | None]], width: int) -> Iterator[tuple[ChunkRequest, ChunkAudio]]:
+        """Render every item that has no cached audio (anchors first, then chunks in plan order); a cached
+        item is reused in place. Yields (request, audio) per rendered item, in any order."""
+        for request, cached in items:
+            if cached is None:
+                yield request, self.synthesize(request)
+            else:
+                self.reuse(request, cached)
 
     def reuse(self, request: ChunkRequest, cached: ChunkAudio) -> None:  # noqa: B027 - optional hook
         """A chunk came from the cache: take its state into context as if it had been rendered."""

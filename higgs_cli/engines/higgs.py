@@ -1,25 +1,31 @@
 """The Higgs Audio v2 engine: per-job voice state, prompts with rolling audio-code context, seeded sampling, seam-free decoding.
 
-Each chunk is generated from a prompt holding the speakers' references (clips, or the first chunk
-of a clip-less speaker pinned as its voice lock) and the last `context_chunks` generated chunks as
-audio codes (never re-encoded waveforms). Every chunk is decoded with the previous chunk's last
-`LEFT_CONTEXT_FRAMES` code frames as left context, and that overlap is cut, so the codec starts each
-chunk from the state it would have had in one long decode. torch never leaves this module.
+Each chunk is generated from a prompt holding the speakers' references (clips, or for a clip-less
+speaker its anchor: ANCHOR_TEXT rendered once per voice and seed, pinned as its voice lock) and the
+last `context_chunks` generated chunks of its chain as audio codes (never re-encoded waveforms).
+A job's chunks fall into chains (chapters, or sections of `chain_words`; chunking.chains) whose
+context never crosses, so chains can be generated side by side as one batch (`batch` > 1, via
+fastgen.stream) with exactly the frames a one-by-one run gives. Every chunk is decoded with the
+previous chunk's last `LEFT_CONTEXT_FRAMES` code frames of its chain as left context, and that
+overlap is cut, so the codec starts each chunk from the state it would have had in one long decode.
+torch never leaves this module.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..chunking import chains as chunk_chains
 from ..errors import RenderError, UsageError
-from ..options import DEFAULT_CODEC, DEFAULT_MODEL, EMOTIONS, HiggsSettings
+from ..options import ANCHOR_TEXT, DEFAULT_CODEC, DEFAULT_MODEL, EMOTIONS, HiggsSettings
 from ..prompt import (
     AUDIO_TOKEN,
     AudioRef,
@@ -42,6 +48,7 @@ LEFT_CONTEXT_FRAMES = 30  # ~1.2 s of codes borrowed from the previous chunk whe
 MIN_NEW_FRAMES = 25  # a chunk must be allowed at least ~1 s of audio or the job is misconfigured
 PREVIEW_CHUNKS = 3
 DECODERS = ("auto", "plain", "fast")
+MAX_BATCH = 256
 FAST_CACHE_STEP = 1024  # the fast decoder's static cache grows in steps of this many positions
 
 
@@ -60,6 +67,9 @@ def validate_settings(settings: HiggsSettings) -> None:
         (s.emotion is None or s.emotion in EMOTIONS, f"--emotion {s.emotion!r} is unknown; use one of: {', '.join(EMOTIONS)}"),
         (s.speed is None or 0.5 <= s.speed <= 2.0, f"--speed {s.speed} is out of range; use 0.5 to 2.0"),
         (s.decoder in DECODERS, f"--decoder {s.decoder!r} is unknown; use one of: {', '.join(DECODERS)}"),
+        (1 <= s.batch <= MAX_BATCH, f"--batch {s.batch} is out of range; use 1 to {MAX_BATCH}"),
+        (s.batch == 1 or s.decoder != "plain", "--batch above 1 needs the static-cache decoder; drop --decoder plain"),
+        (s.chain_words >= 0, f"--chain-words {s.chain_words} is negative; use 0 for chapters only"),
     ]
     for ok, message in checks:
         if not ok:
@@ -117,11 +127,42 @@ class JobState:
                             ref_in_system=self.settings.ref_in_system)
 
     def record(self, index: int, speaker: str, text: str) -> None:
-        """Remember a generated chunk; a clip-less speaker's first chunk becomes its voice lock."""
+        """Remember a generated chunk. An anchor (index < 0) becomes its speaker's voice lock; so does a
+        clip-less speaker's first chunk when it has no anchor (the engine used chunk by chunk, without a plan)."""
         chunk = ContextChunk(index, speaker, text)
-        self.history.append(chunk)
-        if self.voices[speaker].clip is None and speaker not in self.locks:
+        if index >= 0:
+            self.history.append(chunk)
+        if self.voices[speaker].clip is None and (index < 0 or speaker not in self.locks):
             self.locks[speaker] = chunk
+
+
+def anchor_seed(base: int, speaker: str, voice: Voice) -> int:
+    digest = hashlib.sha256(f"higgs-anchor:{base}:{speaker}:{voice.name}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def anchors(plan: Any) -> list[ChunkRequest]:
+    """One anchor per clip-less speaker, indexed -1, -2, ... in cast order: ANCHOR_TEXT in that voice alone."""
+    out = []
+    for speaker, voice in plan.cast.items():
+        if voice.clip is None:
+            out.append(ChunkRequest(-(len(out) + 1), speaker, ANCHOR_TEXT, voice, anchor_seed(plan.options.seed, speaker, voice)))
+    return out
+
+
+def job_chains(plan: Any) -> list[list[int]]:
+    return chunk_chains(plan.chunks, plan.script, plan.options.higgs.chain_words)
+
+
+def chain_state(plan: Any, index: int) -> JobState:
+    """The prompt state chunk `index` is generated in: its chain's earlier chunks, and every anchor."""
+    state = JobState(plan.cast, plan.options.higgs)
+    for anchor in anchors(plan):
+        state.record(anchor.index, anchor.speaker, anchor.text)
+    chain = next(c for c in job_chains(plan) if index in c)
+    for i in chain[:chain.index(index)]:
+        state.record(plan.chunks[i].index, plan.chunks[i].speaker, plan.chunks[i].text)
+    return state
 
 
 # --- codes <-> audio helpers (torch inside) --------------------------------------------------------
@@ -166,13 +207,40 @@ def decode_joined(decode: Callable[[Any], Any], codes: Any, left: Any | None, ho
 
 
 # --- the engine ----------------------------------------------------------------------------------
+class _Chain:
+    """One chain's rolling state: its prompt state, the codes its prompts still use, the codec's left context."""
+
+    def __init__(self, state: JobState):
+        self.state = state
+        self.codes: dict[int, Any] = {}
+        self.tail: Any | None = None
+
+    def remember(self, request: ChunkRequest, codes: Any) -> None:
+        import torch
+
+        self.codes[request.index] = codes
+        self.state.record(request.index, request.speaker, request.text)
+        joined = codes if self.tail is None else torch.cat([self.tail, codes], dim=1)
+        self.tail = joined[:, -LEFT_CONTEXT_FRAMES:]
+        self._forget_unused()
+
+    def _forget_unused(self) -> None:
+        """Keep only the codes a later prompt can still use (context window and voice locks)."""
+        state, n = self.state, max(self.state.settings.context_chunks, 0)
+        keep = {c.index for c in state.history[-n:]} if n else set()
+        keep |= {c.index for c in state.locks.values()}
+        for index in [i for i in self.codes if i not in keep]:
+            del self.codes[index]
+
+
 class HiggsEngine(Engine):
-    """Renders chunks with Higgs Audio v2; keeps per-job references, voice locks and context as audio codes."""
+    """Renders chunks with Higgs Audio v2; keeps per-job anchors and per-chain context as audio codes."""
 
     name = "higgs"
     summary = "Boson AI Higgs Audio v2 (transformers), voice cloning; needs a CUDA GPU and the weights"
     clones = True
     conditions_on_cast = True  # every prompt describes every speaker of the job
+    batches = True  # render_batch() generates chains side by side
 
     @classmethod
     def identity(cls, settings: HiggsSettings) -> dict[str, Any]:
@@ -184,20 +252,26 @@ class HiggsEngine(Engine):
         doc = asdict(settings)
         doc.pop("device", None)  # the same codes on any device, up to float rounding
         doc.pop("decoder", None)  # same seeds, same distribution: plain and fast differ at most where RAS fires
+        doc.pop("batch", None)  # chains give the same frames however many run together
         doc["model"] = weights.model_spec(settings.model, DEFAULT_MODEL, "HIGGS_MODEL")
         doc["codec"] = weights.model_spec(settings.codec, DEFAULT_CODEC, "HIGGS_CODEC")
         return {"engine": cls.name, "left_context_frames": LEFT_CONTEXT_FRAMES, **doc}
 
     @classmethod
+    def anchors(cls, plan: Any) -> list[ChunkRequest]:
+        return anchors(plan)
+
+    @classmethod
     def context_of(cls, plan: Any, index: int) -> list[int]:
-        """Chunks whose codes reach chunk `index`: its context window, every voice lock so far, and
-        the previous chunk (its last frames are the decoder's left context)."""
-        state = JobState(plan.cast, plan.options.higgs)
-        for chunk in plan.chunks[:index]:
-            state.record(chunk.index, chunk.speaker, chunk.text)
+        """Chunks whose codes reach chunk `index`: its context window, the anchors, and the chain's previous
+        chunk (its last frames are the decoder's left context). An anchor has none."""
+        if index < 0:
+            return []
+        state = chain_state(plan, index)
         needed = {c.index for c in state.context()} | {c.index for c in state.locks.values()}
-        if index > 0:
-            needed.add(plan.chunks[index - 1].index)
+        chain = next(c for c in job_chains(plan) if index in c)
+        if chain[0] != index:
+            needed.add(plan.chunks[chain[chain.index(index) - 1]].index)
         return sorted(needed)
 
     def __init__(self, settings: HiggsSettings | None = None):
@@ -211,10 +285,14 @@ class HiggsEngine(Engine):
                               f"{self._m.num_codebooks}; pass the matching --codec")
         self.sample_rate = self._m.sample_rate
         self._clips: dict[str, Any] = {}
-        self._state = JobState({}, self.settings)
-        self._codes: dict[int, Any] = {}
-        self._tail: Any | None = None
+        self._begin({}, [])
         self._fast: Any | None = None  # the static-cache decoder, built on first use and kept for the job's chunks
+
+    def _begin(self, cast: Mapping[str, Voice], chains: list[list[int]]) -> None:
+        self._cast = dict(cast)
+        self._chain_of = {i: n for n, chain in enumerate(chains) for i in chain}
+        self._chains: dict[int, _Chain] = {}
+        self._anchors: dict[str, tuple[ChunkRequest, Any]] = {}
 
     # availability -------------------------------------------------------------------------------
     @classmethod
@@ -248,69 +326,167 @@ class HiggsEngine(Engine):
 
     @classmethod
     def preview(cls, plan: Any) -> dict[str, Any] | None:
-        """The conversations the first chunks would get (references by path, context by chunk index)."""
+        """The conversations the first chunks would get (references by path, context and anchors by chunk index)."""
         settings: HiggsSettings = plan.options.higgs
-        state = JobState(plan.cast, settings)
         prompts = []
+        for anchor in anchors(plan):
+            state = JobState({anchor.speaker: anchor.voice}, settings)
+            prompts.append({"chunk": anchor.index, "anchor": anchor.speaker,
+                            "conversation": state.prompt(anchor.speaker, anchor.text, []).conversation()})
         for chunk in plan.chunks[:PREVIEW_CHUNKS]:
+            state = chain_state(plan, chunk.index)
             prompt = state.prompt(chunk.speaker, chunk.text, state.context())
             prompts.append({"chunk": chunk.index, "conversation": prompt.conversation()})
-            state.record(chunk.index, chunk.speaker, chunk.text)
         return {"model": settings.model, "codec": settings.codec, "revision": settings.revision,
-                "context_chunks": settings.context_chunks, "prompts": prompts}
+                "context_chunks": settings.context_chunks, "chains": len(job_chains(plan)), "prompts": prompts}
 
     # a job ----------------------------------------------------------------------------------------
     def begin(self, plan: Any) -> None:
-        self._state = JobState(plan.cast, self.settings)
-        self._codes = {}
-        self._tail = None
+        self._begin(plan.cast, job_chains(plan))
+
+    def _chain_for(self, request: ChunkRequest) -> _Chain:
+        """An anchor gets a chain of its own with only its speaker; a chunk its chain's, anchors pinned."""
+        if request.index < 0:
+            return _Chain(JobState({request.speaker: request.voice}, self.settings))
+        if request.speaker not in self._cast:  # used without begin(): speakers join as they come
+            self._cast[request.speaker] = request.voice
+            for other in self._chains.values():
+                other.state.voices[request.speaker] = request.voice
+                other.state.tags[request.speaker] = f"SPEAKER{len(other.state.tags)}"
+        n = self._chain_of.get(request.index, -1)
+        if n not in self._chains:
+            chain = self._chains[n] = _Chain(JobState(self._cast, self.settings))
+            for anchor, codes in self._anchors.values():
+                chain.codes[anchor.index] = codes
+                chain.state.record(anchor.index, anchor.speaker, anchor.text)
+        return self._chains[n]
+
+    def _remember(self, request: ChunkRequest, chain: _Chain, codes: Any) -> None:
+        if request.index < 0:
+            self._anchors[request.speaker] = (request, codes)
+            for other in self._chains.values():  # anchors come first; this keeps a late one consistent too
+                other.codes[request.index] = codes
+                other.state.record(request.index, request.speaker, request.text)
+        else:
+            chain.remember(request, codes)
 
     def synthesize(self, request: ChunkRequest) -> ChunkAudio:
-        state = self._state
-        if request.speaker not in state.voices:  # used without begin(): a one-speaker job
-            state.voices[request.speaker] = request.voice
-            state.tags[request.speaker] = f"SPEAKER{len(state.tags)}"
-        lock = state.locks.get(request.speaker)
-        prompt, context, max_new = self._fit(request, state.context())
-        codes = self._generate(prompt, max_new, request.seed)
-        if codes.shape[1] == 0:
-            raise RenderError(f"chunk {request.index} produced no audio; retry with another --seed or raise --max-new-tokens")
-        audio = self._decode(codes)
-        self._codes[request.index] = codes
-        state.record(request.index, request.speaker, request.text)
-        self._forget_unused()
-        info = {"frames": int(codes.shape[1]), "context": [c.index for c in context],
-                "voice_lock": lock.index if lock else None}
-        return ChunkAudio(audio, info, {"codes": codes.numpy().astype(np.int16)})
+        chain = self._chain_for(request)
+        lock = chain.state.locks.get(request.speaker)
+        prompt, context, max_new = self._fit(request, chain)
+        codes = self._checked(request, self._generate(prompt, chain, max_new, request.seed))
+        audio = self._decode(codes, chain.tail)
+        self._remember(request, chain, codes)
+        return self._result(request, chain, audio, codes, context, lock)
 
     def reuse(self, request: ChunkRequest, cached: ChunkAudio) -> None:
         """A cached chunk rejoins the job: its codes become context and decoder left context."""
         import torch
 
         codes = torch.from_numpy(cached.state["codes"].astype(np.int64))
-        self._codes[request.index] = codes
-        self._state.record(request.index, request.speaker, request.text)
-        joined = codes if self._tail is None else torch.cat([self._tail, codes], dim=1)
-        self._tail = joined[:, -LEFT_CONTEXT_FRAMES:]
-        self._forget_unused()
+        self._remember(request, self._chain_for(request), codes)
 
     def close(self) -> None:
-        self._codes.clear()
-        self._tail = None
+        self._chains.clear()
+        self._anchors.clear()
+
+    def _checked(self, request: ChunkRequest, codes: Any) -> Any:
+        if codes.shape[1] == 0:
+            raise RenderError(f"chunk {request.index} produced no audio; retry with another --seed or raise --max-new-tokens")
+        return codes
+
+    def _result(self, request: ChunkRequest, chain: _Chain, audio: np.ndarray, codes: Any, context: list[ContextChunk],
+                lock: ContextChunk | None) -> ChunkAudio:
+        info = {"frames": int(codes.shape[1]), "context": [c.index for c in context],
+                "voice_lock": lock.index if lock else None}
+        if request.index >= 0:
+            info["chain"] = self._chain_of.get(request.index, 0)
+        return ChunkAudio(audio, info, {"codes": codes.numpy().astype(np.int16)})
+
+    # batched chains -------------------------------------------------------------------------------
+    def render_batch(self, items: list[tuple[ChunkRequest, ChunkAudio | None]], width: int) -> Iterator[tuple[ChunkRequest, ChunkAudio]]:
+        """Render every item without cached audio, `width` chains at a time; yields (request, audio) as each is decoded.
+
+        Items come in plan order, anchors first; a cached item rejoins its chain's context. Anchors are
+        generated first (a chain each), then the job's chains. Codec decoding runs on a worker thread (its
+        own CUDA stream on a GPU) while the next frames are generated.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        groups: dict[int, list[tuple[ChunkRequest, ChunkAudio | None]]] = {}
+        for request, cached in items:
+            key = -1 - len(groups) if request.index < 0 else self._chain_of.get(request.index, 0)
+            groups.setdefault(key, []).append((request, cached))
+        anchor_groups = [g for k, g in groups.items() if k < 0]
+        chain_groups = [g for k, g in sorted(groups.items()) if k >= 0]
+        with ThreadPoolExecutor(1, thread_name_prefix="higgs-codec") as pool:
+            for stage in (anchor_groups, chain_groups):
+                yield from self._stream(stage, width, pool)
+
+    def _stream(self, groups: list[list[tuple[ChunkRequest, ChunkAudio | None]]], width: int, pool: Any) -> Iterator[tuple[ChunkRequest, ChunkAudio]]:
+        from .. import fastgen
+
+        cfg, device = self._m.model.config, self._m.device
+        position = [0] * len(groups)
+        current: dict[int, tuple[ChunkRequest, _Chain, list[ContextChunk], ContextChunk | None]] = {}
+
+        def feed(n: int) -> Any:
+            while position[n] < len(groups[n]):
+                request, cached = groups[n][position[n]]
+                position[n] += 1
+                if cached is not None:
+                    self.reuse(request, cached)
+                    continue
+                chain = self._chain_for(request)
+                prompt, context, max_new = self._fit(request, chain)
+                current[n] = (request, chain, context, chain.state.locks.get(request.speaker))
+                inputs = self._inputs(prompt, chain)
+                audio = inputs.get("audio_input_ids")
+                return fastgen.Request(inputs["input_ids"][0], None if audio is None else audio[0], request.seed, max_new)
+            return None
+
+        sampling = fastgen.Sampling.from_config(sampling_config(self._m.model.generation_config, self.settings, 1))
+        pending: list[tuple[ChunkRequest, _Chain, Any, list[ContextChunk], ContextChunk | None, Any]] = []
+        for n, frames in fastgen.stream(self._m.model, len(groups), feed, sampling, width=width,
+                                        graphs=device.type == "cuda", length=FAST_CACHE_STEP):
+            request, chain, context, lock = current.pop(n)
+            codes = self._checked(request, extract_codes(frames, cfg.audio_stream_bos_id, cfg.audio_stream_eos_id))
+            left = chain.tail
+            self._remember(request, chain, codes)  # before the chain's next request is built from it
+            pending.append((request, chain, codes, context, lock, pool.submit(self._decode_aside, codes, left)))
+            while pending and pending[0][-1].done():
+                yield self._finished(pending.pop(0))
+        while pending:
+            yield self._finished(pending.pop(0))
+
+    def _finished(self, item: tuple[Any, ...]) -> tuple[ChunkRequest, ChunkAudio]:
+        request, chain, codes, context, lock, future = item
+        return request, self._result(request, chain, future.result(), codes, context, lock)
+
+    def _decode_aside(self, codes: Any, left: Any | None) -> np.ndarray:
+        import torch
+
+        if self._m.device.type != "cuda":
+            return self._decode(codes, left)
+        if getattr(self, "_codec_stream", None) is None:
+            self._codec_stream = torch.cuda.Stream(self._m.device)
+        with torch.cuda.stream(self._codec_stream):
+            return self._decode(codes, left)
 
     # prompt budget --------------------------------------------------------------------------------
-    def _fit(self, request: ChunkRequest, context: list[ContextChunk]) -> tuple[Prompt, list[ContextChunk], int]:
+    def _fit(self, request: ChunkRequest, chain: _Chain) -> tuple[Prompt, list[ContextChunk], int]:
         """Drop the oldest context until prompt + new frames fit the model's positions; clamp new frames."""
-        limit, want = self._m.max_positions, self.settings.max_new_tokens
-        base = self._positions(self._state.prompt(request.speaker, request.text, []))
-        costs = [self._positions(self._state.prompt(request.speaker, request.text, [c])) - base for c in context]
+        limit, want, state = self._m.max_positions, self.settings.max_new_tokens, chain.state
+        context = state.context()
+        base = self._positions(state.prompt(request.speaker, request.text, []), chain)
+        costs = [self._positions(state.prompt(request.speaker, request.text, [c]), chain) - base for c in context]
         keep = fit_context(base, costs, want, limit)
         if keep < len(context):
             log.info("chunk %d: %d of %d context chunks dropped to fit %d positions", request.index,
                      len(context) - keep, len(context), limit)
         context = context[len(context) - keep:]
-        prompt = self._state.prompt(request.speaker, request.text, context)
-        room = limit - self._positions(prompt)
+        prompt = state.prompt(request.speaker, request.text, context)
+        room = limit - self._positions(prompt, chain)
         if room < MIN_NEW_FRAMES + self._m.num_codebooks:
             raise RenderError(f"chunk {request.index}: the prompt leaves {max(room, 0)} of {limit} positions for audio; "
                               f"use shorter reference clips or shorter chunks (--max-words)")
@@ -319,19 +495,19 @@ class HiggsEngine(Engine):
                         request.index, room, room / 25, limit)
         return prompt, context, min(want, room)
 
-    def _positions(self, prompt: Prompt) -> int:
+    def _positions(self, prompt: Prompt, chain: _Chain) -> int:
         """Sequence positions a prompt takes once every audio item is expanded to its frames."""
         items = prompt.audio_items()
         text_tokens = len(self._m.processor.tokenizer(prompt.render(), add_special_tokens=False)["input_ids"])
-        frames = sum(audio_positions(self._item_codes(ref).shape[1], self._m.num_codebooks) for ref in items)
+        frames = sum(audio_positions(self._item_codes(ref, chain).shape[1], self._m.num_codebooks) for ref in items)
         return text_tokens - len(items) + frames
 
     # generation -----------------------------------------------------------------------------------
-    def _inputs(self, prompt: Prompt) -> dict[str, Any]:
+    def _inputs(self, prompt: Prompt, chain: _Chain) -> dict[str, Any]:
         import torch
 
         proc, cfg = self._m.processor, self._m.model.config
-        blocks = [with_stream_markers(self._item_codes(ref), cfg.audio_stream_bos_id, cfg.audio_stream_eos_id)
+        blocks = [with_stream_markers(self._item_codes(ref, chain), cfg.audio_stream_bos_id, cfg.audio_stream_eos_id)
                   for ref in prompt.audio_items()]
         pieces = prompt.render().split(AUDIO_TOKEN)
         text = pieces[0] + "".join(proc.get_audio_tokens(b.shape[0]) + p for b, p in zip(blocks, pieces[1:], strict=True))
@@ -343,10 +519,10 @@ class HiggsEngine(Engine):
             batch["audio_input_ids_mask"] = torch.ones(audio.shape[:2], dtype=torch.bool)
         return {k: v.to(self._m.device) for k, v in batch.items()}
 
-    def _generate(self, prompt: Prompt, max_new: int, seed: int) -> Any:
+    def _generate(self, prompt: Prompt, chain: _Chain, max_new: int, seed: int) -> Any:
         import torch
 
-        inputs = self._inputs(prompt)
+        inputs = self._inputs(prompt, chain)
         cfg = self._m.model.config
         gen_config = sampling_config(self._m.model.generation_config, self.settings, max_new)
         if self._fast_decoding():
@@ -360,8 +536,8 @@ class HiggsEngine(Engine):
         return extract_codes(out[0, prompt_frames:].cpu(), cfg.audio_stream_bos_id, cfg.audio_stream_eos_id)
 
     def _fast_decoding(self) -> bool:
-        # `auto` stays on transformers' generate() until the fast loop has run on a real GPU:
-        # it is verified frame-exact on CPU only (see BENCHMARKS.md, "Higgs on one GPU").
+        # `auto` stays on transformers' generate() for one chain at a time until the fast loop has run on a
+        # real GPU: it is verified frame-exact on CPU only (see BENCHMARKS.md, "Higgs on one GPU").
         return self.settings.decoder == "fast"
 
     def _generate_fast(self, inputs: dict[str, Any], gen_config: Any, max_new: int, seed: int) -> Any:
@@ -377,7 +553,7 @@ class HiggsEngine(Engine):
         frames = fastgen.generate(self._m.model, [request], fastgen.Sampling.from_config(gen_config), decoder=self._fast)[0]
         return extract_codes(frames, cfg.audio_stream_bos_id, cfg.audio_stream_eos_id)
 
-    def _decode(self, codes: Any) -> np.ndarray:
+    def _decode(self, codes: Any, left: Any | None) -> np.ndarray:
         import torch
 
         codec = self._m.codec
@@ -387,15 +563,12 @@ class HiggsEngine(Engine):
                 wav = codec.decode(full[None].to(self._m.device)).audio_values
             return wav[0, 0].float().cpu().numpy()
 
-        audio = decode_joined(run, codes, self._tail, self._m.hop_length)
-        joined = codes if self._tail is None else torch.cat([self._tail, codes], dim=1)
-        self._tail = joined[:, -LEFT_CONTEXT_FRAMES:]
-        return audio
+        return decode_joined(run, codes, left, self._m.hop_length)
 
     # audio items ----------------------------------------------------------------------------------
-    def _item_codes(self, ref: AudioRef) -> Any:
+    def _item_codes(self, ref: AudioRef, chain: _Chain) -> Any:
         if ref.chunk is not None:
-            return self._codes[ref.chunk]
+            return chain.codes[ref.chunk]
         assert ref.clip is not None
         if ref.clip not in self._clips:
             self._clips[ref.clip] = self._encode_clip(ref.clip)
@@ -414,11 +587,3 @@ class HiggsEngine(Engine):
         with torch.inference_mode():
             codes = self._m.codec.encode(features["input_values"].to(self._m.device)).audio_codes
         return codes[0].cpu()
-
-    def _forget_unused(self) -> None:
-        """Keep only the codes a later prompt can still use (context window and voice locks)."""
-        state = self._state
-        keep = {c.index for c in state.history[-max(self.settings.context_chunks, 0):]} if self.settings.context_chunks else set()
-        keep |= {c.index for c in state.locks.values()}
-        for index in [i for i in self._codes if i not in keep]:
-            del self._codes[index]

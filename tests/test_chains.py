@@ -1,0 +1,195 @@
+"""Chains: chapters (or word-budget sections) render independently, side by side, with anchored voices.
+
+The tiny random Higgs checkpoint runs the whole pipeline on the CPU: `--batch 3` must write the same
+samples as `--batch 1` (transformers' generate, chunk after chunk), context must never cross a chain,
+and every clip-less voice must be pinned to one anchor that every chain and every job shares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from higgs_cli.chunking import chains, chunk_script
+from higgs_cli.transcript import parse_transcript
+
+BOOK = """# Chapter One
+[SPEAKER0] The sun rises in the east. It sets in the west.
+[SPEAKER1] Hello there. How are you?
+
+# Chapter Two
+[SPEAKER0] It was the night. Hooray!
+
+Another paragraph here. And one more sentence.
+
+# Chapter Three
+[SPEAKER1] Today. It was my birthday.
+"""
+
+
+# --- planning (pure) --------------------------------------------------------------------------------------
+def test_chains_start_at_every_heading_and_tile_the_chunks():
+    script = parse_transcript(BOOK)
+    chunks = chunk_script(script, "sentence", 60)
+    found = chains(chunks, script)
+    assert [i for chain in found for i in chain] == list(range(len(chunks)))
+    assert len(found) == 3
+    assert [script.segments[chunks[c[0]].paragraph].heading for c in found] == [True, True, True]
+
+
+def test_a_word_budget_splits_long_chapters_at_paragraphs_only():
+    script = parse_transcript(BOOK)
+    chunks = chunk_script(script, "sentence", 60)
+    found = chains(chunks, script, words=3)
+    assert len(found) > 3
+    for chain in found[1:]:  # every chain starts a paragraph
+        first = chain[0]
+        assert chunks[first].paragraph != chunks[first - 1].paragraph
+    assert chains(chunks, script, words=0) == chains(chunks, script)
+
+
+def test_no_headings_is_one_chain():
+    script = parse_transcript("[A] One. Two.\n\n[B] Three.")
+    chunks = chunk_script(script, "sentence", 60)
+    assert chains(chunks, script) == [list(range(len(chunks)))]
+
+
+# --- the higgs engine on a tiny checkpoint --------------------------------------------------------------
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+
+@pytest.fixture
+def voices():
+    from higgs_cli.voices import user_voices_dir
+
+    folder = user_voices_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "calm.yaml").write_text("description: calm, low voice\ngender: masculine\n")
+    (folder / "bright.yaml").write_text("description: bright, quick voice\ngender: feminine\n")
+    return {"NARRATOR": "joe", "SPEAKER0": "calm", "SPEAKER1": "bright"}
+
+
+def options(voices, **higgs):
+    from higgs_cli.options import HiggsSettings, RenderOptions
+
+    from .higgs_tiny import hub_dirs
+
+    model, codec = hub_dirs()
+    settings = HiggsSettings(model=str(model), codec=str(codec), device="cpu", max_new_tokens=16, **higgs)
+    return RenderOptions(engine="higgs", chunk="sentence", voices=voices, higgs=settings)
+
+
+def render(text, opts, out, cache_dir=None):
+    from higgs_cli.cache import ChunkCache
+    from higgs_cli.pipeline import make_plan, render
+
+    plan = make_plan(parse_transcript(text), opts, "higgs")
+    doc = render(plan, out, cache=ChunkCache(cache_dir))
+    return doc, sf.read(str(out), dtype="float32")[0]
+
+
+def chunk_rows(doc):
+    return [{k: row[k] for k in ("index", "frames", "context", "voice_lock", "chain", "seed")} for row in doc["chunks"]]
+
+
+@pytest.mark.filterwarnings("ignore:running Higgs Audio v2 on the CPU")
+def test_batched_chains_write_what_one_by_one_writes(voices, tmp_path):
+    one_doc, one = render(BOOK, options(voices), tmp_path / "one.wav")
+    wide_doc, wide = render(BOOK, options(voices, batch=3), tmp_path / "wide.wav")
+    assert one.size > 0 and np.array_equal(one, wide)
+    assert chunk_rows(one_doc) == chunk_rows(wide_doc)
+    assert {row["chain"] for row in one_doc["chunks"]} == {0, 1, 2}
+
+
+@pytest.mark.filterwarnings("ignore:running Higgs Audio v2 on the CPU")
+def test_context_stays_inside_its_chain_and_clip_less_voices_are_anchored(voices, tmp_path):
+    doc, _ = render(BOOK, options(voices, batch=2), tmp_path / "b.wav")
+    chain_of = {row["index"]: row["chain"] for row in doc["chunks"]}
+    anchors = {a["speaker"]: a["index"] for a in doc["anchors"]}
+    assert set(anchors) == {"SPEAKER0", "SPEAKER1"}  # NARRATOR speaks in joe's clip
+    for row in doc["chunks"]:
+        assert all(chain_of[i] == row["chain"] for i in row["context"])
+        assert row["voice_lock"] == anchors.get(row["speaker"])
+    firsts = [row for row in doc["chunks"] if row["index"] == 0 or chain_of[row["index"] - 1] != row["chain"]]
+    assert len(firsts) == 3 and all(row["context"] == [] for row in firsts)
+
+
+@pytest.mark.filterwarnings("ignore:running Higgs Audio v2 on the CPU")
+def test_anchors_are_shared_by_jobs_and_a_batched_rerun_renders_only_what_changed(voices, tmp_path):
+    from higgs_cli.pipeline import all_keys, make_plan
+
+    cache = tmp_path / "cache"
+    opts = options(voices, batch=3)
+    first, audio = render(BOOK, opts, tmp_path / "a.wav", cache)
+    assert first["rendered"] == len(first["chunks"])
+    again, same = render(BOOK, opts, tmp_path / "a2.wav", cache)
+    assert again["rendered"] == 0 and np.array_equal(audio, same)
+
+    edited = BOOK.replace("It was the night.", "It was the long night.")
+    doc, _ = render(edited, opts, tmp_path / "e.wav", cache)
+    changed = [row for row in doc["chunks"] if not row["cached"]]
+    assert changed and {row["chain"] for row in changed} == {1}  # chapters one and three come from the cache
+
+    other = "[SPEAKER1] A different text. For another chapter file."
+    alone = dataclasses.replace(opts, voices={"SPEAKER1": "bright"})
+    keys = [all_keys(make_plan(parse_transcript(t), o, "higgs")) for t, o in ((BOOK, opts), (other, alone))]
+    bright = [a["index"] for a in first["anchors"] if a["speaker"] == "SPEAKER1"][0]
+    other_anchor = min(keys[1])  # the only anchor of the one-speaker job
+    assert keys[0][bright] == keys[1][other_anchor]  # same voice, same seed: the same anchor, rendered once
+
+
+@pytest.mark.filterwarnings("ignore:running Higgs Audio v2 on the CPU")
+def test_batched_without_a_cache_still_streams_in_order(voices, tmp_path):
+    doc, audio = render(BOOK, options(voices, batch=4), tmp_path / "n.wav")
+    starts = [row["start"] for row in doc["chunks"]]
+    assert starts == sorted(starts) and audio.size / 24_000 == pytest.approx(doc["duration"], abs=0.01)
+
+
+def test_batch_options_are_checked_before_anything_loads(voices, tmp_path):
+    from typer.testing import CliRunner
+
+    from higgs_cli.cli import app
+
+    out = tmp_path / "x.wav"
+    for args, message in ((["--batch", "2", "--decoder", "plain"], "drop --decoder plain"),
+                          (["--batch", "0"], "--batch 0 is out of range"),
+                          (["--chain-words", "-5"], "--chain-words -5 is negative")):
+        result = CliRunner().invoke(app, ["generate", "--text", "Hi.", "--engine", "higgs", "-o", str(out), *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert not out.exists()
+
+
+def test_batch_does_not_change_cache_keys(voices):
+    from higgs_cli.pipeline import all_keys, make_plan
+
+    opts = options(voices)
+    plans = [make_plan(parse_transcript(BOOK), dataclasses.replace(opts, higgs=dataclasses.replace(opts.higgs, batch=b)), "higgs")
+             for b in (1, 8)]
+    assert all_keys(plans[0]) == all_keys(plans[1])
+    split = dataclasses.replace(opts, higgs=dataclasses.replace(opts.higgs, chain_words=3))
+    assert all_keys(make_plan(parse_transcript(BOOK), split, "higgs")) != all_keys(plans[0])  # context changes
+
+
+def test_dry_run_shows_chains_and_anchor_prompts(voices, tmp_path):
+    from typer.testing import CliRunner
+
+    from higgs_cli.cli import app
+
+    from .higgs_tiny import hub_dirs
+
+    model, codec = hub_dirs()
+    src = tmp_path / "book.txt"
+    src.write_text(BOOK)
+    result = CliRunner().invoke(app, ["generate", "--transcript", str(src), "--engine", "higgs", "--model", str(model),
+                                      "--codec", str(codec), "--device", "cpu", "--dry-run", "--json",
+                                      "--voice", "SPEAKER0=calm", "--voice", "SPEAKER1=bright", "--voice", "NARRATOR=joe"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    plan = doc["engine_plan"]
+    assert plan["chains"] == 3
+    assert [p.get("anchor") for p in plan["prompts"][:2]] == ["SPEAKER0", "SPEAKER1"]
