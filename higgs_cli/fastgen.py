@@ -21,6 +21,7 @@ after each replay, and the loop checks for "all sequences done" only every `sync
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 LENGTH_QUANTUM = 256  # static caches are sized in multiples of this, so captured graphs can be reused
+PREFIXES_KEPT = 4  # shared prompt prefixes whose keys/values a decoder keeps (a job has one, plus its anchors')
 RAS_STREAM_OFFSET = 0x5EED_0F_4A5  # seed offset of the second per-sequence stream used by sync-free RAS
 
 
@@ -69,12 +71,17 @@ class Sampling:
 
 @dataclass(frozen=True)
 class Request:
-    """One prompt: text ids (T,), its audio frames (F, K) in delay-pattern layout (or None), a seed, a frame budget."""
+    """One prompt: text ids (T,), its audio frames (F, K) in delay-pattern layout (or None), a seed, a frame budget.
+
+    `prefix` > 0 names how many leading tokens many requests share (system prompt and reference clips): their
+    keys/values are computed once per decoder and copied into each row, and only the rest is prefilled.
+    """
 
     input_ids: Any
     audio_ids: Any | None
     seed: int
     max_new: int
+    prefix: int = 0
 
     def length(self) -> int:
         return int(self.input_ids.shape[-1]) + self.max_new
@@ -106,6 +113,7 @@ class StaticDecoder:
         cos, sin = model.model.rotary_emb(probe, self.span[None])  # the same per-position values a step computes
         self.cos, self.sin = cos[0], sin[0]
         self.graph: Any | None = None
+        self._prefixes: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         if graphs:
             if self.device.type != "cuda":
                 raise ValueError("CUDA graphs need a CUDA device; use graphs=False on the CPU")
@@ -118,25 +126,60 @@ class StaticDecoder:
     def grown(self, length: int) -> StaticDecoder:
         """A decoder with room for `length` positions holding this one's keys and values (graphs re-captured)."""
         bigger = StaticDecoder(self.model, self.batch, length, graphs=self.graph is not None)
+        bigger._prefixes = self._prefixes
         with torch.inference_mode():
             for old, new in zip(self.keys + self.values, bigger.keys + bigger.values, strict=True):
                 new[:, :, :self.length] = old
         return bigger
 
     def prefill(self, slot: int, request: Request) -> torch.Tensor:
-        """Run transformers' forward over one prompt, copy its keys/values into `slot`; the next-frame logits (K*V,)."""
-        ids = request.input_ids.to(self.device)[None]
-        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-        if request.audio_ids is not None:
-            audio = request.audio_ids.to(self.device)[None]
-            kwargs["audio_input_ids"] = audio
-            kwargs["audio_input_ids_mask"] = torch.ones(audio.shape[:2], dtype=torch.bool, device=self.device)
-        out = self.model.model(**kwargs, use_cache=True)
-        n = ids.shape[1]
+        """Run transformers' forward over one prompt, copy its keys/values into `slot`; the next-frame logits (K*V,).
+
+        With a shared prefix the forward covers only the tokens after it, attending to the prefix's stored keys and
+        values, so the result is the same whether the prefix was already stored or not (not bit-equal to one
+        forward over the whole prompt: the split changes float rounding).
+        """
+        ids, audio = request.input_ids.to(self.device), request.audio_ids
+        start, past = 0, None
+        if 0 < request.prefix < len(ids):
+            start, past = request.prefix, self._prefix_cache(ids, audio, request.prefix)
+            audio = None if audio is None else audio[self._audio_frames(ids[:start]):]
+        out = self._forward_prompt(ids[start:], audio, past, start)
+        n = len(ids)
         for layer, k, v in zip(out.past_key_values.layers, self.keys, self.values, strict=True):
             k[slot, :, :n] = layer.keys[0]
             v[slot, :, :n] = layer.values[0]
         return self.model.audio_lm_head(out.last_hidden_state[0, -1]).float()
+
+    def _forward_prompt(self, ids: torch.Tensor, audio: Any | None, past: Any | None, start: int) -> Any:
+        kwargs: dict[str, Any] = {"input_ids": ids[None], "attention_mask": torch.ones((1, start + len(ids)), dtype=torch.long,
+                                                                                       device=self.device)}
+        if audio is not None and len(audio):
+            audio = audio.to(self.device)[None]
+            kwargs["audio_input_ids"] = audio
+            kwargs["audio_input_ids_mask"] = torch.ones(audio.shape[:2], dtype=torch.bool, device=self.device)
+        return self.model.model(**kwargs, past_key_values=past, use_cache=True)
+
+    def _audio_frames(self, ids: torch.Tensor) -> int:
+        cfg = self.model.config
+        return int(((ids == cfg.audio_token_id) | (ids == cfg.audio_delay_token_id)).sum())
+
+    def _prefix_cache(self, ids: torch.Tensor, audio: Any | None, n: int) -> Any:
+        """A fresh transformers cache holding the prefix's keys/values (computed on first use, then kept)."""
+        from transformers import DynamicCache
+
+        frames = self._audio_frames(ids[:n])
+        head = None if audio is None else audio[:frames]
+        key = hashlib.sha256(ids[:n].cpu().numpy().tobytes() + (b"" if head is None else head.cpu().numpy().tobytes())).hexdigest()
+        if key not in self._prefixes:
+            out = self._forward_prompt(ids[:n], head, None, 0)
+            self._prefixes[key] = [(layer.keys.clone(), layer.values.clone()) for layer in out.past_key_values.layers]
+            while len(self._prefixes) > PREFIXES_KEPT:
+                self._prefixes.pop(next(iter(self._prefixes)))
+        cache = DynamicCache(config=self.model.config)
+        for i, (k, v) in enumerate(self._prefixes[key]):
+            cache.update(k, v, i)
+        return cache
 
     def step(self, frames: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Logits (B, K*V) for one audio frame (B, K) per sequence written at `positions` (B,)."""

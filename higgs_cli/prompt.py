@@ -97,12 +97,17 @@ class Prompt:
     scene: str | None
     lines: tuple[SceneLine, ...]
     turns: tuple[Turn, ...]
+    shared_turns: int = 0  # the leading turns (references) every chunk of a job repeats
+
+    def shared(self) -> Prompt:
+        """System, scene and reference turns: the part common to every prompt of a job (its text has no generation prompt)."""
+        return Prompt(self.system, self.scene, self.lines, self.turns[:self.shared_turns], self.shared_turns)
 
     def audio_items(self) -> list[AudioRef]:
         items = [line.audio for line in self.lines if line.audio is not None]
         return items + [t.audio for t in self.turns if t.audio is not None]
 
-    def render(self) -> str:
+    def render(self, generation: bool = True) -> str:
         """The prompt text with one `<|AUDIO_OUT|>` placeholder per audio item, ending in the generation prompt."""
         out = [BOS, "<|start_header_id|>system<|end_header_id|>\n\n", self.system.strip()]
         scene = self._scene_block()
@@ -113,7 +118,8 @@ class Prompt:
             out.append(f"<|start_header_id|>{turn.role}<|end_header_id|>\n\n")
             out.append(AUDIO_SPAN if turn.audio is not None else (turn.text or "").strip())
             out.append(EOT)
-        out.append(GENERATION_PROMPT)
+        if generation:
+            out.append(GENERATION_PROMPT)
         return "".join(out)
 
     def _scene_block(self) -> str:
@@ -212,11 +218,12 @@ def build_prompt(
     pinned = all(sp.reference is not None for sp in cast)
     system = SYSTEM_MULTI if multi and not pinned else SYSTEM_SINGLE
     turns = _reference_turns(cast, multi, ref_in_system)
+    shared = len(turns)
     for chunk in context:
         turns.append(Turn("user", text=tag_text(chunk.text, speakers[chunk.speaker].tag, multi)))
         turns.append(Turn("assistant", audio=AudioRef(chunk=chunk.index)))
     turns.append(Turn("user", text=tag_text(text, speakers[speaker].tag, multi)))
-    return Prompt(system, scene, _scene_lines(cast, multi, ref_in_system), tuple(turns))
+    return Prompt(system, scene, _scene_lines(cast, multi, ref_in_system), tuple(turns), shared)
 
 
 def fit_context(base: int, costs: Sequence[int], new_tokens: int, limit: int) -> int:

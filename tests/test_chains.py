@@ -193,3 +193,27 @@ def test_dry_run_shows_chains_and_anchor_prompts(voices, tmp_path):
     plan = doc["engine_plan"]
     assert plan["chains"] == 3
     assert [p.get("anchor") for p in plan["prompts"][:2]] == ["SPEAKER0", "SPEAKER1"]
+
+
+@pytest.mark.filterwarnings("ignore:running Higgs Audio v2 on the CPU")
+def test_a_shared_prefix_keeps_batched_chains_equal_to_one_by_one(voices):
+    """On a GPU the system prompt and references are prefilled once; run that path here on the CPU."""
+    from higgs_cli.engines.higgs import HiggsEngine, anchors
+    from higgs_cli.pipeline import make_plan
+
+    opts = options(voices, decoder="fast")
+    plan = make_plan(parse_transcript(BOOK), opts, "higgs")
+    engine = HiggsEngine(opts.higgs)
+    engine._share_prefix = True
+    items = [(r, None) for r in anchors(plan) + [plan.request(i) for i in range(len(plan.chunks))]]
+    runs = []
+    for width in (3, 1):
+        engine.begin(plan)
+        runs.append({r.index: a.audio for r, a in engine.render_batch(items, width)})
+    assert runs[0].keys() == runs[1].keys() == {r.index for r, _ in items}
+    assert all(np.array_equal(runs[0][i], runs[1][i]) for i in runs[0])
+    request = plan.request(len(plan.chunks) - 1)
+    chain = engine._chain_for(request)
+    prompt = chain.state.prompt(request.speaker, request.text, chain.state.context())
+    inputs = engine._inputs(prompt, chain)
+    assert 0 < inputs["prefix"] < inputs["input_ids"].shape[1]  # references (joe's clip, two anchors) are shared

@@ -284,6 +284,9 @@ class HiggsEngine(Engine):
             raise RenderError(f"codec has {self._m.codec.config.num_quantizers} codebooks but the model expects "
                               f"{self._m.num_codebooks}; pass the matching --codec")
         self.sample_rate = self._m.sample_rate
+        # On a GPU the static-cache decoder prefills the system prompt and references once per job. Off it, every
+        # prompt is prefilled whole, so the fast path stays frame-exact with transformers' generate (tests rely on it).
+        self._share_prefix = self._m.device.type == "cuda"
         self._clips: dict[str, Any] = {}
         self._begin({}, [])
         self._fast: Any | None = None  # the static-cache decoder, built on first use and kept for the job's chunks
@@ -442,7 +445,8 @@ class HiggsEngine(Engine):
                 current[n] = (request, chain, context, chain.state.locks.get(request.speaker))
                 inputs = self._inputs(prompt, chain)
                 audio = inputs.get("audio_input_ids")
-                return fastgen.Request(inputs["input_ids"][0], None if audio is None else audio[0], request.seed, max_new)
+                return fastgen.Request(inputs["input_ids"][0], None if audio is None else audio[0], request.seed, max_new,
+                                       prefix=inputs["prefix"])
             return None
 
         sampling = fastgen.Sampling.from_config(sampling_config(self._m.model.generation_config, self.settings, 1))
@@ -506,18 +510,32 @@ class HiggsEngine(Engine):
     def _inputs(self, prompt: Prompt, chain: _Chain) -> dict[str, Any]:
         import torch
 
-        proc, cfg = self._m.processor, self._m.model.config
+        cfg = self._m.model.config
         blocks = [with_stream_markers(self._item_codes(ref, chain), cfg.audio_stream_bos_id, cfg.audio_stream_eos_id)
                   for ref in prompt.audio_items()]
-        pieces = prompt.render().split(AUDIO_TOKEN)
-        text = pieces[0] + "".join(proc.get_audio_tokens(b.shape[0]) + p for b, p in zip(blocks, pieces[1:], strict=True))
-        inputs = proc.tokenizer(text, add_special_tokens=False, return_tensors="pt")
+        inputs = self._m.processor.tokenizer(self._expand(prompt.render(), blocks), add_special_tokens=False, return_tensors="pt")
         batch = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
         if blocks:
             audio = torch.cat(blocks, dim=0)[None]
             batch["audio_input_ids"] = audio
             batch["audio_input_ids_mask"] = torch.ones(audio.shape[:2], dtype=torch.bool)
-        return {k: v.to(self._m.device) for k, v in batch.items()}
+        out = {k: v.to(self._m.device) for k, v in batch.items()}
+        out["prefix"] = self._shared_length(prompt, blocks, inputs["input_ids"][0]) if self._share_prefix else 0
+        return out
+
+    def _expand(self, text: str, blocks: list[Any]) -> str:
+        """Each audio placeholder becomes as many audio tokens as its block has frames."""
+        proc = self._m.processor
+        pieces = text.split(AUDIO_TOKEN)
+        return pieces[0] + "".join(proc.get_audio_tokens(b.shape[0]) + p for b, p in zip(blocks, pieces[1:], strict=True))
+
+    def _shared_length(self, prompt: Prompt, blocks: list[Any], ids: Any) -> int:
+        """Tokens of the system prompt and references (the same for every chunk of the job); 0 if they do not tile."""
+        shared = prompt.shared()
+        head = self._expand(shared.render(generation=False), blocks[:len(shared.audio_items())])
+        head_ids = self._m.processor.tokenizer(head, add_special_tokens=False)["input_ids"]
+        n = len(head_ids)
+        return n if 0 < n < len(ids) and ids[:n].tolist() == head_ids else 0
 
     def _generate(self, prompt: Prompt, chain: _Chain, max_new: int, seed: int) -> Any:
         import torch
@@ -529,6 +547,7 @@ class HiggsEngine(Engine):
             return self._generate_fast(inputs, gen_config, max_new, seed)
         device = self._m.device
         devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        inputs.pop("prefix")
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(seed)
             out = self._m.model.generate(**inputs, generation_config=gen_config)
@@ -546,7 +565,8 @@ class HiggsEngine(Engine):
 
         cfg, device = self._m.model.config, self._m.device
         audio = inputs.get("audio_input_ids")
-        request = fastgen.Request(inputs["input_ids"][0], None if audio is None else audio[0], seed, max_new)
+        request = fastgen.Request(inputs["input_ids"][0], None if audio is None else audio[0], seed, max_new,
+                                  prefix=inputs["prefix"])
         if not fastgen.StaticDecoder.fits(self._fast, 1, request.length()):  # grow-only, so graphs are rarely recaptured
             length = min(self._m.max_positions, -(-request.length() // FAST_CACHE_STEP) * FAST_CACHE_STEP)
             self._fast = fastgen.StaticDecoder(self._m.model, 1, length, graphs=device.type == "cuda")
