@@ -495,7 +495,8 @@ class _Batch:
 
     def _ensure_room(self, request: Request) -> None:
         if request.length() > self.decoder.length:  # with headroom: each growth re-captures the graph
-            self.decoder = self.decoder.grown(_quantum(request.length() + request.length() // 4))
+            limit = max(request.length(), getattr(self.decoder.model.config, "max_position_embeddings", 0))
+            self.decoder = self.decoder.grown(min(_quantum(request.length() + request.length() // 4), _quantum(limit)))
         if request.max_new > self.out.shape[1]:
             grown = torch.full((self.width, request.max_new, self.out.shape[2]), self.eos, dtype=torch.long,
                                device=self.out.device)
