@@ -135,36 +135,78 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
 def build(project: Project, engine: str, cache: ChunkCache, jobs: int = 1, force: bool = False,
           on_event: Callable[[BuildEvent], None] | None = None,
           on_progress: Callable[[Any], None] | None = None) -> dict[str, Any]:
-    """Render stale chapters, then bind the book if anything changed. Returns a summary document."""
-    from .pipeline import chunk_keys, make_plan, render
+    """Render stale chapters, then bind the book if anything changed. Returns a summary document.
+
+    With the higgs engine and `higgs: {batch: N}`, the stale chapters' missing chunks are first rendered
+    together as one batch (pipeline.prerender); each chapter then assembles from the cache.
+    """
+    import tempfile
+
+    from . import engines
+    from .pipeline import chunk_keys, make_plan, prerender, render
     from .transcript import read_transcript
 
     emit = on_event or (lambda e: None)
     options = replace(project.options, engine=engine)
     summary: dict[str, Any] = {"project": str(project.path), "engine": engine, "chapters": []}
-    for chapter in project.chapters:
-        chapter.output.parent.mkdir(parents=True, exist_ok=True)
-        plan = make_plan(read_transcript(chapter.source), options, engine)
+    stale = []
+    scripts = [read_transcript(chapter.source) for chapter in project.chapters]
+    voices = book_cast(scripts, options)
+    for chapter, script in zip(project.chapters, scripts, strict=True):
+        plan = make_plan(script, options, engine, voices)
         key = make_key({"chunks": chunk_keys(plan), "options": repr(replace(options, higgs=None, voices={})),
                         "format": chapter.output.suffix})
-        manifest_path = chapter.output.with_suffix(".json")
-        stamp = _stamp(manifest_path)
-        name = chapter.source.name
+        stamp = _stamp(chapter.output.with_suffix(".json"))
+        row = {"source": str(chapter.source), "output": str(chapter.output), "built": False, "build_key": key}
         if not force and chapter.output.is_file() and stamp and stamp.get("build_key") == key:
-            emit(BuildEvent("skip", name))
-            summary["chapters"].append({"source": str(chapter.source), "output": str(chapter.output), "built": False,
-                                        "build_key": key, "title": _title(chapter, stamp)})
-            continue
-        emit(BuildEvent("start", name, {"chunks": len(plan.chunks)}))
-        doc = render(plan, chapter.output, on_progress, cache=cache, jobs=jobs)
-        doc["build_key"] = key
-        _write_json(manifest_path, doc)
-        emit(BuildEvent("done", name, {"duration": doc["duration"], "rendered": doc["rendered"]}))
-        summary["chapters"].append({"source": str(chapter.source), "output": str(chapter.output), "built": True,
-                                    "build_key": key, "title": _title(chapter, doc)})
+            emit(BuildEvent("skip", chapter.source.name))
+            row["title"] = _title(chapter, stamp)
+        else:
+            stale.append((chapter, plan, row))
+        summary["chapters"].append(row)
+    with tempfile.TemporaryDirectory(prefix="higgs-build-") as scratch:
+        if not cache.enabled and options.higgs.batch > 1:  # --no-cache: the batch still needs somewhere to put chunks
+            cache = ChunkCache(Path(scratch))
+        batched = [0] * len(stale)
+        if len(stale) > 1 and engines.engine_class(engine).batches and options.higgs.batch > 1:
+            emit(BuildEvent("batch", f"{len(stale)} chapters", {"chunks": sum(len(p.chunks) for _, p, _ in stale),
+                                                               "width": options.higgs.batch}))
+            batched = prerender([plan for _, plan, _ in stale], cache, _every_twentieth(emit))
+        for (chapter, plan, row), ahead in zip(stale, batched, strict=True):
+            _render_chapter(chapter, plan, row, cache, jobs, emit, on_progress, render, ahead)
     if project.output:
         summary["book"] = _bind_book(project, summary["chapters"], options, force, emit)
     return summary
+
+
+def book_cast(scripts: list[Any], options: RenderOptions) -> dict[str, Any]:
+    """One cast for the whole book, so a speaker keeps one voice in every chapter file (and the voice map may
+    name speakers that some chapters lack)."""
+    from .voices import cast
+
+    speakers = tuple(dict.fromkeys(spk for script in scripts for spk in script.speakers))
+    return cast(speakers, options.voices, options.default_voice, options.distinct)
+
+
+def _every_twentieth(emit: Callable[[BuildEvent], None]) -> Callable[[int, int], None]:
+    """Progress of a batch pass as events, about every 5% (and at the end)."""
+    def report(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 20) == 0:
+            emit(BuildEvent("batch-progress", "batch", {"done": done, "total": total}))
+    return report
+
+
+def _render_chapter(chapter: Chapter, plan: Any, row: dict[str, Any], cache: ChunkCache, jobs: int,
+                    emit: Callable[[BuildEvent], None], on_progress: Callable[[Any], None] | None, render: Any,
+                    batched: int = 0) -> None:
+    """Render (or, after a batch pass, assemble) one chapter; `batched` chunks of it were rendered in that pass."""
+    chapter.output.parent.mkdir(parents=True, exist_ok=True)
+    emit(BuildEvent("start", chapter.source.name, {"chunks": len(plan.chunks)}))
+    doc = render(plan, chapter.output, on_progress, cache=cache, jobs=jobs)
+    doc["build_key"], doc["batched"] = row["build_key"], batched
+    _write_json(chapter.output.with_suffix(".json"), doc)
+    emit(BuildEvent("done", chapter.source.name, {"duration": doc["duration"], "rendered": doc["rendered"] + batched}))
+    row.update(built=True, title=_title(chapter, doc))
 
 
 def _title(chapter: Chapter, manifest: dict[str, Any]) -> str:

@@ -597,6 +597,10 @@ def build_cmd(
             err.print(f"  {event.name}: rendering {event.detail['chunks']} chunks")
         elif event.kind == "done":
             err.print(f"  {event.name}: {event.detail['duration']:.1f} s ({event.detail['rendered']} chunks rendered)")
+        elif event.kind == "batch":
+            err.print(f"  {event.name}: {event.detail['chunks']} chunks, {event.detail['width']} chains at a time")
+        elif event.kind == "batch-progress":
+            err.print(f"  batch: {event.detail['done']}/{event.detail['total']} chunks rendered")
         elif event.kind == "bind":
             err.print(f"  binding {event.name}")
         elif event.kind == "book-skip":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +63,13 @@ def chunk_seeds(base: int, chunks: tuple[Chunk, ...]) -> tuple[int, ...]:
     return tuple(seeds)
 
 
-def make_plan(script: Script, options: RenderOptions, engine: str) -> Plan:
+def make_plan(script: Script, options: RenderOptions, engine: str, voices: dict[str, Voice] | None = None) -> Plan:
+    """Chunks, cast and seeds of one job; `voices` (speaker -> Voice, e.g. a whole book's cast) replaces casting."""
     chunks = tuple(chunk_script(script, options.chunk, options.max_words))
-    voices = cast(script.speakers, options.voices, options.default_voice, options.distinct)
+    if voices is not None:
+        voices = {spk: voices[spk] for spk in script.speakers}
+    else:
+        voices = cast(script.speakers, options.voices, options.default_voice, options.distinct)
     return Plan(script, chunks, voices, engine, chunk_seeds(options.seed, chunks), options)
 
 
@@ -315,6 +319,55 @@ class _Renderer:
                 yield (i, entry, True) if entry is not None else (i, self._render(self.plan.request(i), self.keys[i]), False)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def prerender(plans: list[Plan], cache: ChunkCache, on_chunk: Callable[[int, int], None] | None = None) -> list[int]:
+    """Render the missing chunks of several plans (a book's chapter files) as one batch into `cache`; how many, per plan.
+
+    For an engine that batches, with `higgs.batch` > 1 and a cache to fill; otherwise nothing happens and
+    each plan renders on its own later. Anchors shared by several plans (same voice, same seed) render once.
+    Afterwards `render()` of each plan finds every chunk cached and only assembles.
+    """
+    counts = [0] * len(plans)
+    if not plans or not cache.enabled:
+        return counts
+    cls = engines.engine_class(plans[0].engine)
+    width = plans[0].options.higgs.batch
+    if not cls.batches or width <= 1:
+        return counts
+    keys = [all_keys(plan) for plan in plans]
+    chunks = [(j, plan.request(i)) for j, plan in enumerate(plans) for i in range(len(plan.chunks))]
+    missing = [(j, r) for j, r in chunks if not cache.has(keys[j][r.index])]
+    if not missing:
+        return counts
+    engine = engines.create(plans[0].engine, plans[0].options.higgs)
+    try:
+        engine.begin(plans[0])
+        jobs = [0] + [engine.add_job(plan) for plan in plans[1:]]
+        anchors = [(j, replace(a, job=jobs[j])) for j, plan in enumerate(plans) for a in cls.anchors(plan)]
+        for _ in _fill(engine, list({keys[j][a.index]: (j, a) for j, a in anchors}.values()), keys, cache, width):
+            pass
+        for request in _fill(engine, anchors + [(j, replace(r, job=jobs[j])) for j, r in chunks], keys, cache, width):
+            if request.index >= 0:
+                counts[request.job] += 1
+                if on_chunk:
+                    on_chunk(sum(counts), len(missing))
+    finally:
+        engine.close()
+    return counts
+
+
+def _fill(engine: engines.Engine, requests: list[tuple[int, engines.ChunkRequest]], keys: list[dict[int, str]],
+          cache: ChunkCache, width: int) -> Iterator[engines.ChunkRequest]:
+    """One render_batch over these requests: cached ones rejoin as context, the rest are rendered, stored, yielded."""
+    items, where = [], {}
+    for j, r in requests:
+        entry = cache.get(keys[j][r.index])
+        items.append((r, None if entry is None else engines.ChunkAudio(np.zeros(0, np.float32), entry.info, entry.state)))
+        where[(r.job, r.index)] = keys[j][r.index]
+    for request, result in engine.render_batch(items, width):
+        _Renderer._store(cache, where[(request.job, request.index)], engine, result)
+        yield request
 
 
 def needs_finishing(plan: Plan, output: Path, stems: Path | None) -> bool:

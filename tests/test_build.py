@@ -92,3 +92,20 @@ def test_bind_wav_chapters(tmp_path):
     lengths = [sf.info(f).duration for f in files]
     assert abs(doc["duration"] - (sum(lengths) + 1.0)) < 0.01
     assert doc["chapters"][1]["start"] == pytest.approx(lengths[0] + 1.0, abs=0.01)
+
+
+def test_one_cast_for_the_whole_book(tmp_path):
+    """A speaker keeps its voice in every chapter file, and the voice map may name speakers a chapter lacks."""
+    from higgs_cli.build import book_cast
+    from higgs_cli.options import RenderOptions
+    from higgs_cli.pipeline import make_plan
+    from higgs_cli.transcript import parse_transcript
+
+    scripts = [parse_transcript("[NARRATOR] Dawn.\n\n[MAYA] Hi."), parse_transcript("[NARRATOR] Dusk.\n\n[TOM] Bye.")]
+    options = RenderOptions(engine="piper", voices={"MAYA": "nell"})
+    voices = book_cast(scripts, options)
+    plans = [make_plan(s, options, "piper", voices) for s in scripts]
+    assert plans[0].cast["NARRATOR"] == plans[1].cast["NARRATOR"]
+    assert plans[0].cast["MAYA"].name == "nell"
+    assert len({voices[s].name for s in ("NARRATOR", "MAYA", "TOM")}) == 3  # TOM does not get MAYA's voice
+    assert set(plans[1].cast) == {"NARRATOR", "TOM"}

@@ -217,3 +217,39 @@ def test_a_shared_prefix_keeps_batched_chains_equal_to_one_by_one(voices):
     prompt = chain.state.prompt(request.speaker, request.text, chain.state.context())
     inputs = engine._inputs(prompt, chain)
     assert 0 < inputs["prefix"] < inputs["input_ids"].shape[1]  # references (joe's clip, two anchors) are shared
+
+
+@pytest.mark.filterwarnings("ignore:running Higgs Audio v2 on the CPU")
+def test_a_book_build_batches_its_chapter_files_together(voices, tmp_path):
+    """`higgs build` with higgs.batch renders every stale chapter file in one batch, then assembles each one."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from higgs_cli.cli import app
+
+    from .higgs_tiny import hub_dirs
+
+    model, codec = hub_dirs()
+    outputs = {}
+    for width in (1, 3):
+        folder = tmp_path / f"w{width}"
+        folder.mkdir()
+        (folder / "one.txt").write_text("# One\n\n[SPEAKER0] It began at dawn. Did it?\n\n[SPEAKER1] It did.\n")
+        (folder / "two.txt").write_text("# Two\n\n[SPEAKER1] It ended at dusk.\n\n[SPEAKER0] Good. Very good.\n")
+        (folder / "three.txt").write_text("[SPEAKER0] No heading here. Still a chapter.\n")
+        higgs = {"model": str(model), "codec": str(codec), "device": "cpu", "max_new_tokens": 16, "batch": width}
+        doc = {"engine": "higgs", "voices": voices, "chapters": ["one.txt", "two.txt", "three.txt"], "build_dir": "out",
+               "higgs": higgs}
+        (folder / "book.yaml").write_text(yaml.safe_dump(doc))
+        result = CliRunner().invoke(app, ["build", str(folder / "book.yaml"), "--cache", str(folder / "cache")])
+        assert result.exit_code == 0, result.output
+        if width > 1:
+            assert "3 chapters: " in result.output and "3 chains at a time" in result.output
+        manifests = [json.loads((folder / "out" / f"{n}.json").read_text()) for n in ("one", "two", "three")]
+        outputs[width] = ([sf.read(str(folder / "out" / f"{n}.wav"), dtype="float32")[0] for n in ("one", "two", "three")],
+                          manifests)
+    (one_audio, one_docs), (wide_audio, wide_docs) = outputs[1], outputs[3]
+    assert all(a.size > 0 and np.array_equal(a, b) for a, b in zip(one_audio, wide_audio, strict=True))
+    assert [d["batched"] for d in wide_docs] == [len(d["chunks"]) for d in wide_docs]  # all of it in the batch pass
+    assert [chunk_rows(d) for d in one_docs] == [chunk_rows(d) for d in wide_docs]
+    assert one_docs[0]["anchors"] == one_docs[1]["anchors"]  # one anchor per voice for the whole book

@@ -38,6 +38,7 @@ class ChunkRequest:
     text: str
     voice: Voice
     seed: int
+    job: int = 0  # which plan, when an engine renders several at once (add_job)
 
 
 @dataclass
@@ -101,6 +102,11 @@ class Engine(ABC):
     @abstractmethod
     def synthesize(self, request: ChunkRequest) -> ChunkAudio:
         """Render one chunk."""
+
+    def add_job(self, plan: Any) -> int:
+        """Render another plan alongside the one given to begin(); its requests carry the returned job number.
+        Only engines that batch take more than one."""
+        raise NotImplementedError(f"the {self.name} engine renders one job at a time")
 
     def render_batch(self, items: list[tuple[ChunkRequest, ChunkAudio | None]], width: int) -> Iterator[tuple[ChunkRequest, ChunkAudio]]:
         """Render every item that has no cached audio (anchors first, then chunks in plan order); a cached

@@ -233,6 +233,15 @@ class _Chain:
             del self.codes[index]
 
 
+class _Job:
+    """One plan's part of the engine state: its cast, which chain each chunk is in, its anchors' codes."""
+
+    def __init__(self, cast: Mapping[str, Voice], chains: list[list[int]]):
+        self.cast = dict(cast)
+        self.chain_of = {i: n for n, chain in enumerate(chains) for i in chain}
+        self.anchors: dict[str, tuple[ChunkRequest, Any]] = {}
+
+
 class HiggsEngine(Engine):
     """Renders chunks with Higgs Audio v2; keeps per-job anchors and per-chain context as audio codes."""
 
@@ -292,10 +301,8 @@ class HiggsEngine(Engine):
         self._fast: Any | None = None  # the static-cache decoder, built on first use and kept for the job's chunks
 
     def _begin(self, cast: Mapping[str, Voice], chains: list[list[int]]) -> None:
-        self._cast = dict(cast)
-        self._chain_of = {i: n for n, chain in enumerate(chains) for i in chain}
-        self._chains: dict[int, _Chain] = {}
-        self._anchors: dict[str, tuple[ChunkRequest, Any]] = {}
+        self._jobs = [_Job(cast, chains)]
+        self._chains: dict[tuple[int, int], _Chain] = {}
 
     # availability -------------------------------------------------------------------------------
     @classmethod
@@ -347,29 +354,37 @@ class HiggsEngine(Engine):
     def begin(self, plan: Any) -> None:
         self._begin(plan.cast, job_chains(plan))
 
+    def add_job(self, plan: Any) -> int:
+        """Another plan rendered alongside the first (a book's chapter files); its requests carry the returned job."""
+        self._jobs.append(_Job(plan.cast, job_chains(plan)))
+        return len(self._jobs) - 1
+
     def _chain_for(self, request: ChunkRequest) -> _Chain:
         """An anchor gets a chain of its own with only its speaker; a chunk its chain's, anchors pinned."""
         if request.index < 0:
             return _Chain(JobState({request.speaker: request.voice}, self.settings))
-        if request.speaker not in self._cast:  # used without begin(): speakers join as they come
-            self._cast[request.speaker] = request.voice
-            for other in self._chains.values():
-                other.state.voices[request.speaker] = request.voice
-                other.state.tags[request.speaker] = f"SPEAKER{len(other.state.tags)}"
-        n = self._chain_of.get(request.index, -1)
-        if n not in self._chains:
-            chain = self._chains[n] = _Chain(JobState(self._cast, self.settings))
-            for anchor, codes in self._anchors.values():
+        job = self._jobs[request.job]
+        if request.speaker not in job.cast:  # used without begin(): speakers join as they come
+            job.cast[request.speaker] = request.voice
+            for (j, _), other in self._chains.items():
+                if j == request.job:
+                    other.state.voices[request.speaker] = request.voice
+                    other.state.tags[request.speaker] = f"SPEAKER{len(other.state.tags)}"
+        key = (request.job, job.chain_of.get(request.index, -1))
+        if key not in self._chains:
+            chain = self._chains[key] = _Chain(JobState(job.cast, self.settings))
+            for anchor, codes in job.anchors.values():
                 chain.codes[anchor.index] = codes
                 chain.state.record(anchor.index, anchor.speaker, anchor.text)
-        return self._chains[n]
+        return self._chains[key]
 
     def _remember(self, request: ChunkRequest, chain: _Chain, codes: Any) -> None:
         if request.index < 0:
-            self._anchors[request.speaker] = (request, codes)
-            for other in self._chains.values():  # anchors come first; this keeps a late one consistent too
-                other.codes[request.index] = codes
-                other.state.record(request.index, request.speaker, request.text)
+            self._jobs[request.job].anchors[request.speaker] = (request, codes)
+            for (j, _), other in self._chains.items():  # anchors come first; this keeps a late one consistent too
+                if j == request.job:
+                    other.codes[request.index] = codes
+                    other.state.record(request.index, request.speaker, request.text)
         else:
             chain.remember(request, codes)
 
@@ -391,7 +406,7 @@ class HiggsEngine(Engine):
 
     def close(self) -> None:
         self._chains.clear()
-        self._anchors.clear()
+        self._begin({}, [])
 
     def _checked(self, request: ChunkRequest, codes: Any) -> Any:
         if codes.shape[1] == 0:
@@ -403,7 +418,7 @@ class HiggsEngine(Engine):
         info = {"frames": int(codes.shape[1]), "context": [c.index for c in context],
                 "voice_lock": lock.index if lock else None}
         if request.index >= 0:
-            info["chain"] = self._chain_of.get(request.index, 0)
+            info["chain"] = self._jobs[request.job].chain_of.get(request.index, 0)
         return ChunkAudio(audio, info, {"codes": codes.numpy().astype(np.int16)})
 
     # batched chains -------------------------------------------------------------------------------
@@ -411,17 +426,17 @@ class HiggsEngine(Engine):
         """Render every item without cached audio, `width` chains at a time; yields (request, audio) as each is decoded.
 
         Items come in plan order, anchors first; a cached item rejoins its chain's context. Anchors are
-        generated first (a chain each), then the job's chains. Codec decoding runs on a worker thread (its
+        generated first (a chain each), then the chains of every job (begin, add_job) in order. Codec decoding runs on a worker thread (its
         own CUDA stream on a GPU) while the next frames are generated.
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        groups: dict[int, list[tuple[ChunkRequest, ChunkAudio | None]]] = {}
-        for request, cached in items:
-            key = -1 - len(groups) if request.index < 0 else self._chain_of.get(request.index, 0)
+        groups: dict[tuple[int, int], list[tuple[ChunkRequest, ChunkAudio | None]]] = {}
+        for n, (request, cached) in enumerate(items):
+            key = (-1, n) if request.index < 0 else (request.job, self._jobs[request.job].chain_of.get(request.index, 0))
             groups.setdefault(key, []).append((request, cached))
-        anchor_groups = [g for k, g in groups.items() if k < 0]
-        chain_groups = [g for k, g in sorted(groups.items()) if k >= 0]
+        anchor_groups = [g for k, g in groups.items() if k[0] < 0]
+        chain_groups = [g for k, g in sorted(groups.items()) if k[0] >= 0]
         with ThreadPoolExecutor(1, thread_name_prefix="higgs-codec") as pool:
             for stage in (anchor_groups, chain_groups):
                 yield from self._stream(stage, width, pool)
