@@ -270,5 +270,9 @@ def test_gpu_benchmark_runs_its_tiny_smoke_mode_on_the_cpu():
     script = Path(__file__).resolve().parent.parent / "bench" / "gpu_rtf.py"
     run = subprocess.run([sys.executable, str(script), "--tiny"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    rows = [line for line in run.stdout.splitlines() if line.startswith(("| plain", "| fast"))]
-    assert [r.split("|")[1:3] for r in rows] == [[" plain generate ", " 1 "], [" fast ", " 1 "], [" fast ", " 2 "]]
+    rows = [line for line in run.stdout.splitlines() if line.startswith(("| plain", "| fast", "| codec"))]
+    assert [r.split("|")[1:3] for r in rows] == [[" plain generate ", " 1 "], [" fast ", " 1 "], [" fast ", " 2 "],
+                                                 [" fast chains ", " 2 "], [" codec decode ", " 1 "]]
+    chains = rows[3].split("|")[2:9]  # chains, batch, chunks x frames, wall s, prefill s, steps/s, total frames
+    assert [c.strip() for c in chains[:3]] == ["2", "2", "2 x 20"] and chains[6].strip() == "80"  # 2 chains x 2 chunks x 20
+    assert rows[4].split("|")[3:5] == [" 50 ", " 2.0 "]  # codec: 50 frames = 2 s of audio
