@@ -269,7 +269,7 @@ class _Renderer:
         """Every missing chunk through render_batch; results in chunk order as soon as each one's turn comes."""
         import tempfile
 
-        keys = {**self.anchor_keys, **dict(enumerate(self.keys))}
+        keys = all_keys(self.plan)
         requests = self.anchors + [self.plan.request(i) for i in range(len(self.plan.chunks))]
         missing = {r.index for r in requests if not self.cache.has(keys[r.index])}
         if not missing:
@@ -277,25 +277,22 @@ class _Renderer:
             return
         with tempfile.TemporaryDirectory(prefix="higgs-batch-") as scratch:
             store = self.cache if self.cache.enabled else ChunkCache(Path(scratch))
-            items = []
-            for r in requests:
-                entry = None if r.index in missing else store.get(keys[r.index])
-                items.append((r, None if entry is None else engines.ChunkAudio(np.zeros(0, np.float32), entry.info, entry.state)))
             engine = self._start_engine(anchors=False)  # render_batch takes them with the chunks
-            ready, done = set(), 0
-            for request, result in engine.render_batch(items, self.width):
-                self._store(store, keys[request.index], engine, result)
+            ready, done, n = set(), 0, len(self.plan.chunks)
+            for request in _fill(engine, [(0, r) for r in requests], [keys], store, self.width):
                 ready.add(request.index)
-                while done < len(self.plan.chunks) and (done in ready or done not in missing):
-                    entry = store.get(keys[done])
-                    assert entry is not None
-                    yield done, entry, done not in missing
+                while done < n and (done in ready or done not in missing):
+                    yield done, self._stored(store, keys[done]), done not in missing
                     done += 1
-            for i in range(done, len(self.plan.chunks)):
-                entry = store.get(keys[i])
-                if entry is None:
-                    raise RenderError(f"chunk {i} was not rendered; rerun the job (finished chunks are cached)")
-                yield i, entry, i not in missing
+            for i in range(done, n):
+                yield i, self._stored(store, keys[i]), i not in missing
+
+    @staticmethod
+    def _stored(store: ChunkCache, key: str) -> Entry:
+        entry = store.get(key)
+        if entry is None:
+            raise RenderError("a chunk of the batch was not rendered; run the job again (finished chunks are cached)")
+        return entry
 
     def _parallel(self) -> Iterator[tuple[int, Entry, bool]]:
         """Independent chunks (no context) in worker processes; results still come out in order."""
