@@ -9,11 +9,16 @@ position with its own stop condition and torch.Generator, so a batch returns wha
 
 What matches transformers exactly: the delay pattern (stream BOS forced on codebook k for the first k + 1
 steps; after the first stream EOS one more codebook is forced to EOS per step), the logits warpers (its own
-Temperature, TopK and TopP classes, in its order), the stop rule (a row of all stream EOS, or `max_new`
-frames) and, with `exact_ras`, repetition-aware sampling drawn from the same generator in the same order.
-`exact_ras` needs a host synchronisation per step, so on CUDA the default draws RAS replacements for every
-row from a second per-sequence stream and selects on the device: still deterministic and batch-invariant,
-but sampled output then equals plain generate only up to the first step where RAS fires.
+Temperature, TopK and TopP classes, in its order) and the stop rule (a row of all stream EOS, or `max_new`
+frames). With `exact` (the default off CUDA) tokens are drawn with torch.multinomial from each sequence's
+generator in generate()'s order, repetition-aware sampling (RAS) included, so sampled frames equal plain
+generate's; that costs a few kernel launches per row per step and a host synchronisation where RAS fires.
+Without it (the CUDA default) every row draws blocks of NOISE_BLOCK steps of Gumbel noise from its own
+generators (one for tokens, one for RAS redraws) and a step samples the whole batch with one argmax over
+log-probabilities plus noise: deterministic per seed and batch-invariant, with a constant number of kernel
+launches per step whatever the width. torch.multinomial draws a single sample by this same exponential trick,
+so on the CPU the frames equal plain generate's until RAS first fires (tested); on CUDA the generator's
+offsets per launch differ, so there it is the same distribution, not the same frames.
 
 CUDA graphs (`graphs=True`, CUDA only) capture one decode step of the whole batch; sampling runs eagerly
 after each replay, and the loop checks for "all sequences done" only every `sync_every` steps.
@@ -32,6 +37,7 @@ import torch.nn.functional as F
 LENGTH_QUANTUM = 256  # static caches are sized in multiples of this, so captured graphs can be reused
 PREFIXES_KEPT = 4  # shared prompt prefixes whose keys/values a decoder keeps (a job has one, plus its anchors')
 RAS_STREAM_OFFSET = 0x5EED_0F_4A5  # seed offset of the second per-sequence stream used by sync-free RAS
+NOISE_BLOCK = 32  # steps of Gumbel noise a row draws at once without `exact` (per row: 2 x 32 x K x V floats)
 
 
 @dataclass(frozen=True)
@@ -243,8 +249,8 @@ class _Chains:
     chunk, or another chain's) without touching the others, which is what continuous batching needs.
     """
 
-    def __init__(self, cfg: Any, width: int, sampling: Sampling, device: Any, exact_ras: bool):
-        self.cfg, self.sampling, self.exact_ras, self.device = cfg, sampling, exact_ras, device
+    def __init__(self, cfg: Any, width: int, sampling: Sampling, device: Any, exact: bool):
+        self.cfg, self.sampling, self.exact, self.device = cfg, sampling, exact, device
         self.k, self.v = cfg.num_codebooks, cfg.codebook_size
         self.bos, self.eos = cfg.audio_stream_bos_id, cfg.audio_stream_eos_id
         self.warpers = sampling.warpers()
@@ -260,6 +266,12 @@ class _Chains:
         self.steps = torch.zeros(width, dtype=torch.long, device=device)  # frames chosen for the row's request
         vocab = torch.arange(self.v, device=device)
         self.not_bos, self.not_eos = vocab != self.bos, vocab != self.eos
+        self.gumbel = not exact and sampling.temperature > 0
+        if self.gumbel:  # [stream][row, step in block, codebook, code]: 0 for tokens, 1 for RAS redraws
+            self.noise = torch.zeros((2, width, NOISE_BLOCK, self.k, self.v), dtype=torch.float32, device=device)
+            self.clock = [0] * width  # steps since the row's request was loaded (host side: no sync needed)
+            self.phase = torch.zeros(width, dtype=torch.long, device=device)
+            self.rows = torch.arange(width, device=device)
 
     def load(self, row: int, request: Request) -> None:
         self.gens[row] = _generator(self.device, request.seed)
@@ -271,6 +283,25 @@ class _Chains:
         self.max_new[row] = request.max_new
         self.done[row] = False
         self.steps[row] = 0
+        if self.gumbel:
+            self.clock[row] = 0
+            self.phase[row] = 0
+            self._draw_noise(row)
+
+    def _draw_noise(self, row: int) -> None:
+        """The row's next NOISE_BLOCK steps of Gumbel noise, -log(Exp(1)), from its own two generators."""
+        for stream, gen in enumerate((self.gens[row], self.ras_gens[row])):
+            gumbel_(self.noise[stream, row], gen)
+
+    def _tick(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's noise for every row (token and RAS), refilling the blocks of rows that used theirs up."""
+        for row, t in enumerate(self.clock):
+            if t and t % NOISE_BLOCK == 0 and self.gens[row] is not None:
+                self._draw_noise(row)
+        tokens, ras = self.noise[0, self.rows, self.phase], self.noise[1, self.rows, self.phase]
+        self.clock = [t + 1 for t in self.clock]
+        self.phase = (self.phase + 1) % NOISE_BLOCK
+        return tokens, ras
 
     def advance(self, logits: torch.Tensor) -> torch.Tensor:
         """Choose the next frame (B, K) from raw logits (B, K*V) and update delay pattern and stop state."""
@@ -279,9 +310,10 @@ class _Chains:
         flat = scores.view(-1, self.v)
         for warp in self.warpers:
             flat = warp(None, flat)
-        frames = self._select(flat.view(-1, self.k, self.v))
+        noise = self._tick() if self.gumbel else None
+        frames = self._select(flat.view(-1, self.k, self.v), noise)
         if self.sampling.ras_window > 0:
-            frames = self._ras(frames, raw)
+            frames = self._ras(frames, raw, noise)
         frames = torch.where(self.done[:, None], self.eos, frames)
         self._bookkeep(frames)
         return frames
@@ -295,9 +327,11 @@ class _Chains:
         force_eos = self.eos_pattern <= 0
         return scores.masked_fill_(force_eos[..., None] & self.not_eos, -float("inf"))
 
-    def _select(self, scores: torch.Tensor) -> torch.Tensor:
+    def _select(self, scores: torch.Tensor, noise: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         if self.sampling.temperature <= 0:
             return scores.argmax(-1)
+        if noise is not None:  # Gumbel-max: argmax(log p + G) is a draw from p
+            return gumbel_max(scores, noise[0])
         probs = scores.softmax(-1)
         return torch.stack([self._draw(p, g) for p, g in zip(probs, self.gens, strict=True)])
 
@@ -306,12 +340,14 @@ class _Chains:
             return probs.argmax(-1)
         return torch.multinomial(probs, 1, generator=gen).squeeze(1)
 
-    def _ras(self, frames: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+    def _ras(self, frames: torch.Tensor, raw: torch.Tensor, noise: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         """Repetition-aware sampling: a code seen `ras_max_repeat` times in the window is redrawn from the raw logits."""
         w = self.recent[:, -self.sampling.ras_window:]
         counted = (w == frames[:, None]) & (w != self.bos) & (w != self.eos)
         replace = (counted.sum(1) >= self.sampling.ras_max_repeat) & ~self.done[:, None]
-        if self.exact_ras:  # the same draws, from the same generator, as transformers' generate
+        if noise is not None:
+            return torch.where(replace, gumbel_max(raw, noise[1]), frames)
+        if self.exact:  # the same draws, from the same generator, as transformers' generate
             for b, gen in enumerate(self.gens):
                 if bool(replace[b].any()):
                     frames[b, replace[b]] = raw[b, replace[b]].softmax(-1).multinomial(1, replacement=True, generator=gen).view(-1)
@@ -328,6 +364,16 @@ class _Chains:
         self.steps += live.long()
         self.done = self.done | (live & (all_eos | (self.max_new <= self.steps)))
         self.recent = torch.cat([self.recent[:, 1:], frames[:, None]], dim=1)
+
+
+def gumbel_(out: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    """Fill `out` with standard Gumbel noise, -log(E) for E ~ Exp(1), from `gen`."""
+    return out.exponential_(generator=gen).log_().neg_()
+
+
+def gumbel_max(scores: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """One draw per row from softmax(scores) over the last axis: argmax of log-probabilities plus Gumbel noise."""
+    return (scores.float().log_softmax(-1) + noise).argmax(-1)
 
 
 def _generator(device: Any, seed: int) -> torch.Generator:
@@ -383,7 +429,7 @@ Feed = Callable[[int], "Request | None"]
 
 
 def stream(model: Any, chains: int, feed: Feed, sampling: Sampling, *, width: int | None = None,
-           decoder: StaticDecoder | None = None, graphs: bool = False, exact_ras: bool | None = None,
+           decoder: StaticDecoder | None = None, graphs: bool = False, exact: bool | None = None,
            sync_every: int = 16, length: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """Run `chains` chains of requests, `width` at a time, as one batch; yield (chain, frames) as each request ends.
 
@@ -401,16 +447,16 @@ def stream(model: Any, chains: int, feed: Feed, sampling: Sampling, *, width: in
     if chains <= 0:
         return
     with torch.inference_mode():
-        run = _Batch(model, width, sampling, decoder, graphs, exact_ras, length)
+        run = _Batch(model, width, sampling, decoder, graphs, exact, length)
         yield from run.drive(chains, feed, sync_every)
 
 
 def generate(model: Any, requests: Sequence[Request], sampling: Sampling, *, decoder: StaticDecoder | None = None,
-             graphs: bool = False, exact_ras: bool | None = None, sync_every: int = 16) -> list[torch.Tensor]:
+             graphs: bool = False, exact: bool | None = None, sync_every: int = 16) -> list[torch.Tensor]:
     """Generated delayed audio frames (steps_i, K) per request, in order: what `model.generate` returns after the
     prompt's frames for each request run alone with `torch.manual_seed(seed)`; stops per sequence.
 
-    Each request is a chain of one; all run as one batch. `exact_ras` defaults to True off CUDA.
+    Each request is a chain of one; all run as one batch. `exact` defaults to True off CUDA.
     """
     if not requests:
         return []
@@ -423,7 +469,7 @@ def generate(model: Any, requests: Sequence[Request], sampling: Sampling, *, dec
         return requests[chain] if first else None
 
     for chain, frames in stream(model, len(requests), feed, sampling, width=len(requests), decoder=decoder,
-                                graphs=graphs, exact_ras=exact_ras, sync_every=sync_every, length=cache_length(requests)):
+                                graphs=graphs, exact=exact, sync_every=sync_every, length=cache_length(requests)):
         out[chain] = frames
     return [out[i] for i in range(len(requests))]
 
@@ -432,12 +478,12 @@ class _Batch:
     """The rows of one batched run: which chain each row serves, its position, its frames so far."""
 
     def __init__(self, model: Any, width: int, sampling: Sampling, decoder: StaticDecoder | None, graphs: bool,
-                 exact_ras: bool | None, length: int | None):
+                 exact: bool | None, length: int | None):
         if decoder is None or decoder.batch != width:
             decoder = StaticDecoder(model, width, _quantum(length or LENGTH_QUANTUM), graphs=graphs)
         self.decoder, self.width = decoder, width
         cfg, device = model.config, decoder.device
-        exact = device.type != "cuda" if exact_ras is None else exact_ras
+        exact = device.type != "cuda" if exact is None else exact
         self.chains = _Chains(cfg, width, sampling, device, exact)
         self.owner: list[int | None] = [None] * width
         self.positions = torch.zeros(width, dtype=torch.long, device=device)
@@ -455,7 +501,7 @@ class _Batch:
         while any(o is not None for o in self.owner):
             frames = self._step(frames)
             step += 1
-            if step % sync_every and not self.chains.exact_ras:
+            if step % sync_every and not self.chains.exact:
                 continue
             ended = (self.chains.done & torch.tensor([o is not None for o in self.owner], device=self.decoder.device))
             for row in ended.nonzero().flatten().tolist():  # the host synchronisation: every `sync_every` steps

@@ -120,12 +120,12 @@ def test_ras_off_really_turns_it_off_in_plain_generate(tiny):
 
 
 # --- batched chains ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("exact_ras", [True, False])
-def test_batch_equals_each_sequence_alone(tiny, exact_ras):
+@pytest.mark.parametrize("exact", [True, False])
+def test_batch_equals_each_sequence_alone(tiny, exact):
     reqs = requests(tiny)
-    solo = [fast(tiny, [r], SAMPLED, exact_ras=exact_ras)[0] for r in reqs]
-    assert_same(fast(tiny, reqs, SAMPLED, exact_ras=exact_ras, sync_every=4), solo)
-    assert_same(fast(tiny, reqs[::-1], SAMPLED, exact_ras=exact_ras), solo[::-1])  # order follows the requests
+    solo = [fast(tiny, [r], SAMPLED, exact=exact)[0] for r in reqs]
+    assert_same(fast(tiny, reqs, SAMPLED, exact=exact, sync_every=4), solo)
+    assert_same(fast(tiny, reqs[::-1], SAMPLED, exact=exact), solo[::-1])  # order follows the requests
 
 
 def test_batch_greedy_equals_solo_and_seeds_are_per_sequence(tiny):
@@ -168,12 +168,12 @@ def run_chains(tiny, width: int, settings: HiggsSettings, **kwargs) -> dict[int,
     return produced
 
 
-@pytest.mark.parametrize("exact_ras", [True, False])
-def test_chains_batched_equal_chains_run_one_by_one(tiny, exact_ras):
+@pytest.mark.parametrize("exact", [True, False])
+def test_chains_batched_equal_chains_run_one_by_one(tiny, exact):
     """Continuous batching: rows refill with a chain's next chunk (built from its own output) or the next chain."""
-    one = run_chains(tiny, 1, SAMPLED, exact_ras=exact_ras)
+    one = run_chains(tiny, 1, SAMPLED, exact=exact)
     for width in (2, 4):
-        wide = run_chains(tiny, width, SAMPLED, exact_ras=exact_ras, sync_every=3)
+        wide = run_chains(tiny, width, SAMPLED, exact=exact, sync_every=3)
         for chain in range(len(CHAIN_TEXTS)):
             assert_same(wide[chain], one[chain])
     assert all(len(f) > 0 for frames in one.values() for f in frames)
@@ -210,7 +210,7 @@ def test_the_cache_grows_when_a_later_request_needs_more_room(tiny):
 
 def test_sync_free_ras_is_deterministic(tiny):
     reqs = requests(tiny)
-    assert_same(fast(tiny, reqs, SAMPLED, exact_ras=False), fast(tiny, reqs, SAMPLED, exact_ras=False))
+    assert_same(fast(tiny, reqs, SAMPLED, exact=False), fast(tiny, reqs, SAMPLED, exact=False))
 
 
 def test_a_decoder_is_reused_across_calls(tiny):
@@ -276,3 +276,28 @@ def test_gpu_benchmark_runs_its_tiny_smoke_mode_on_the_cpu():
     chains = rows[3].split("|")[2:9]  # chains, batch, chunks x frames, wall s, prefill s, steps/s, total frames
     assert [c.strip() for c in chains[:3]] == ["2", "2", "2 x 20"] and chains[6].strip() == "80"  # 2 chains x 2 chunks x 20
     assert rows[4].split("|")[3:5] == [" 50 ", " 2.0 "]  # codec: 50 frames = 2 s of audio
+
+
+def test_gumbel_max_draws_from_the_softmax():
+    """The GPU sampler's primitive: frequencies of argmax(log p + Gumbel) match p (and -inf codes never come)."""
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.tensor([2.0, 1.0, 0.0, -1.0, -float("inf")])
+    probs = scores.softmax(-1)
+    n = 20_000
+    noise = fastgen.gumbel_(torch.empty(n, 5), gen)
+    draws = fastgen.gumbel_max(scores.expand(n, 5), noise)
+    freq = torch.bincount(draws, minlength=5).float() / n
+    assert freq[4] == 0
+    assert torch.all((freq - probs).abs() <= 4 * (probs * (1 - probs) / n).sqrt() + 1e-9)
+
+
+def test_the_gpu_sampler_draws_what_multinomial_draws_where_ras_stays_quiet(tiny):
+    """exact=False (the CUDA default) takes each row's noise in blocks; torch.multinomial draws one sample by the
+    same exponential trick from the same generator, so on the CPU the frames are equal with RAS off."""
+    reqs = [dataclasses.replace(r, max_new=60) for r in requests(tiny)]
+    no_ras = HiggsSettings(temperature=0.9, top_k=40, top_p=0.9, ras_window=0)
+    gumbel = fast(tiny, reqs, no_ras, exact=False)
+    assert_same(gumbel, fast(tiny, reqs, no_ras, exact=True))
+    assert_same(gumbel, [plain(tiny, r, no_ras) for r in reqs])
+    assert max(len(g) for g in gumbel) > fastgen.NOISE_BLOCK  # the noise blocks really roll over
+    assert_same(fast(tiny, reqs, GREEDY, exact=False), fast(tiny, reqs, GREEDY, exact=True))
