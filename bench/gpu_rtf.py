@@ -352,9 +352,9 @@ def timed_decoder(model: Any, width: int, length: int, graphs: bool) -> Any:
             self.prefill_s += time.perf_counter() - start
             return logits
 
-        def step(self, frames: Any, positions: Any) -> Any:
+        def step(self, frames: Any, positions: Any, reach: int | None = None) -> Any:
             self.steps += 1
-            return super().step(frames, positions)
+            return super().step(frames, positions, reach)
 
     return TimedDecoder(model, width, length, graphs=graphs)
 

@@ -20,8 +20,10 @@ launches per step whatever the width. torch.multinomial draws a single sample by
 so on the CPU the frames equal plain generate's until RAS first fires (tested); on CUDA the generator's
 offsets per launch differ, so there it is the same distribution, not the same frames.
 
-CUDA graphs (`graphs=True`, CUDA only) capture one decode step of the whole batch; sampling runs eagerly
-after each replay, and the loop checks for "all sequences done" only every `sync_every` steps.
+CUDA graphs (`graphs=True`, CUDA only) capture one decode step of the whole batch, one graph per attention
+span (ATTENTION_BUCKET steps of the cache, so attention reads what the longest live sequence needs, not the
+whole static cache); sampling runs eagerly after each replay, and the loop checks for finished sequences only
+every `sync_every` steps.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 LENGTH_QUANTUM = 256  # static caches are sized in multiples of this, so captured graphs can be reused
+ATTENTION_BUCKET = 512  # a step reads keys up to the longest live sequence, rounded up to this
 PREFIXES_KEPT = 4  # shared prompt prefixes whose keys/values a decoder keeps (a job has one, plus its anchors')
 RAS_STREAM_OFFSET = 0x5EED_0F_4A5  # seed offset of the second per-sequence stream used by sync-free RAS
 NOISE_BLOCK = 32  # steps of Gumbel noise a row draws at once without `exact` (per row: 2 x 32 x K x V floats)
@@ -118,12 +121,17 @@ class StaticDecoder:
         probe = torch.zeros(1, dtype=dtype, device=self.device)
         cos, sin = model.model.rotary_emb(probe, self.span[None])  # the same per-position values a step computes
         self.cos, self.sin = cos[0], sin[0]
-        self.graph: Any | None = None
         self._prefixes: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self.graphs: dict[int, Any] = {}  # keys read -> captured step; empty when stepping eagerly
+        self._logits: dict[int, torch.Tensor] = {}
         if graphs:
             if self.device.type != "cuda":
                 raise ValueError("CUDA graphs need a CUDA device; use graphs=False on the CPU")
-            self._capture()
+            k = model.config.num_codebooks
+            self._frames = torch.zeros((batch, k), dtype=torch.long, device=self.device)
+            self._positions = torch.zeros(batch, dtype=torch.long, device=self.device)
+            self._pool = torch.cuda.graph_pool_handle()
+            self._capture(length)  # before any prefill: its warm-up writes land at position 0
 
     @staticmethod
     def fits(decoder: StaticDecoder | None, batch: int, length: int) -> bool:
@@ -131,7 +139,7 @@ class StaticDecoder:
 
     def grown(self, length: int) -> StaticDecoder:
         """A decoder with room for `length` positions holding this one's keys and values (graphs re-captured)."""
-        bigger = StaticDecoder(self.model, self.batch, length, graphs=self.graph is not None)
+        bigger = type(self)(self.model, self.batch, length, graphs=bool(self.graphs))
         bigger._prefixes = self._prefixes
         with torch.inference_mode():
             for old, new in zip(self.keys + self.values, bigger.keys + bigger.values, strict=True):
@@ -187,20 +195,27 @@ class StaticDecoder:
             cache.update(k, v, i)
         return cache
 
-    def step(self, frames: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Logits (B, K*V) for one audio frame (B, K) per sequence written at `positions` (B,)."""
-        if self.graph is None:
-            return self._forward(frames, positions)
+    def step(self, frames: torch.Tensor, positions: torch.Tensor, reach: int | None = None) -> torch.Tensor:
+        """Logits (B, K*V) for one audio frame (B, K) per sequence written at `positions` (B,).
+
+        `reach` (> every position) bounds the keys attention reads: rounded up to ATTENTION_BUCKET, so a step
+        costs what the longest live sequence needs rather than the whole cache; one CUDA graph per bucket.
+        """
+        span = self.length if reach is None else min(self.length, -(-reach // ATTENTION_BUCKET) * ATTENTION_BUCKET)
+        if not self.graphs:
+            return self._forward(frames, positions, span)
         self._frames.copy_(frames)
         self._positions.copy_(positions)
-        self.graph.replay()
-        return self._logits
+        if span not in self.graphs:  # captured on first use; its warm-up recomputes this very step, so writes agree
+            self._capture(span)
+        self.graphs[span].replay()
+        return self._logits[span]
 
-    def _forward(self, frames: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def _forward(self, frames: torch.Tensor, positions: torch.Tensor, span: int) -> torch.Tensor:
         inner = self.model.model
         h = inner.embed_audio_tokens(frames[:, None, :])
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
-        visible = (self.span[None, :] <= positions[:, None])[:, None, None, :]
+        visible = (self.span[None, :span] <= positions[:, None])[:, None, None, :]
         for layer, k, v in zip(inner.layers, self.keys, self.values, strict=True):
             h = self._layer(layer, h, (cos, sin), visible, positions, k, v)
         return self.model.audio_lm_head(inner.norm(h)[:, 0]).float()
@@ -221,24 +236,23 @@ class StaticDecoder:
         # the query heads sharing a key/value head become that head's query rows: grouped attention without
         # expanding the cache (query head h reads kv head h // groups, as transformers' repeat_kv does)
         grouped = q.reshape(b, keys.shape[1], attn.num_key_value_groups, attn.head_dim)
-        o = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=visible, scale=attn.scaling)
+        span = visible.shape[-1]
+        o = F.scaled_dot_product_attention(grouped, keys[:, :, :span], values[:, :, :span], attn_mask=visible, scale=attn.scaling)
         h = h + attn.o_proj(o.reshape(b, 1, -1))
         return h + layer.audio_mlp(layer.audio_post_attention_layernorm(h))
 
-    def _capture(self) -> None:
-        """Record one decode step in a CUDA graph (warm-up writes land at position 0; prefill overwrites them)."""
-        k = self.model.config.num_codebooks
-        self._frames = torch.zeros((self.batch, k), dtype=torch.long, device=self.device)
-        self._positions = torch.zeros(self.batch, dtype=torch.long, device=self.device)
+    def _capture(self, span: int) -> None:
+        """Record one decode step over `span` keys in a CUDA graph; all graphs share one memory pool."""
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(2):
-                self._forward(self._frames, self._positions)
+                self._forward(self._frames, self._positions, span)
         torch.cuda.current_stream(self.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self._logits = self._forward(self._frames, self._positions)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            self._logits[span] = self._forward(self._frames, self._positions, span)
+        self.graphs[span] = graph
 
 
 # --- the sampling side: delay pattern, warpers, RAS, stop rule ----------------------------------------
@@ -489,6 +503,8 @@ class _Batch:
         self.positions = torch.zeros(width, dtype=torch.long, device=device)
         self.first = torch.zeros((width, cfg.num_codebooks * cfg.codebook_size), dtype=torch.float32, device=device)
         self.fresh = torch.zeros(width, dtype=torch.bool, device=device)  # rows whose next frame comes from prefill
+        # host-side upper bounds of the rows' positions (exact for live rows), so steps need no sync to know them
+        self.reach, self.reach_fresh = [0] * width, [False] * width
         self.out = torch.zeros((width, 1, cfg.num_codebooks), dtype=torch.long, device=device)
         self.eos = cfg.audio_stream_eos_id
 
@@ -511,12 +527,16 @@ class _Batch:
                 self._fill(row, chain, waiting, feed)
 
     def _step(self, frames: torch.Tensor) -> torch.Tensor:
-        logits = self.decoder.step(frames, self.positions)
+        logits = self.decoder.step(frames, self.positions, reach=max(self.reach) + 1)
         logits = torch.where(self.fresh[:, None], self.first, logits)
-        # a fresh row's step above only wrote a throw-away key at its prompt length, which its first real step overwrites
-        self.positions = (self.positions + (~self.fresh).long()).clamp_(max=self.decoder.length - 1)
-        self.fresh.zero_()
+        # a fresh row's step above only wrote a throw-away key at its prompt length, which its first real step
+        # overwrites; a finished row stays where it is (so it does not widen attention) until it is refilled
         live = ~self.chains.done
+        last = self.decoder.length - 1
+        self.positions = (self.positions + (live & ~self.fresh).long()).clamp_(max=last)
+        self.reach = [r if fresh else min(r + 1, last) for r, fresh in zip(self.reach, self.reach_fresh, strict=True)]
+        self.reach_fresh = [False] * self.width
+        self.fresh.zero_()
         frames = self.chains.advance(logits)
         index = self.chains.steps.clamp(max=self.out.shape[1]) - 1
         written = torch.where(live[:, None], frames, self.out[self.decoder.rows, index.clamp(min=0)])
@@ -529,14 +549,14 @@ class _Batch:
         while request is None:
             chain = next(waiting, None)
             if chain is None:
-                self.owner[row] = None
+                self.owner[row], self.reach[row] = None, 0
                 return
             request = feed(chain)
         self._ensure_room(request)
         self.first[row] = self.decoder.prefill(row, request)
         self.chains.load(row, request)
-        self.positions[row] = int(request.input_ids.shape[-1])
-        self.fresh[row] = True
+        self.positions[row] = self.reach[row] = int(request.input_ids.shape[-1])
+        self.fresh[row] = self.reach_fresh[row] = True
         self.owner[row] = chain
 
     def _ensure_room(self, request: Request) -> None:

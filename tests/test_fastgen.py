@@ -301,3 +301,21 @@ def test_the_gpu_sampler_draws_what_multinomial_draws_where_ras_stays_quiet(tiny
     assert_same(gumbel, [plain(tiny, r, no_ras) for r in reqs])
     assert max(len(g) for g in gumbel) > fastgen.NOISE_BLOCK  # the noise blocks really roll over
     assert_same(fast(tiny, reqs, GREEDY, exact=False), fast(tiny, reqs, GREEDY, exact=True))
+
+
+def test_attention_reads_only_up_to_the_longest_live_sequence(tiny):
+    """In a cache much longer than the prompts a step attends over one ATTENTION_BUCKET, with the same frames."""
+    lm = tiny[1]
+    reqs = requests(tiny)
+    long = fastgen.StaticDecoder(lm, len(reqs), 4 * fastgen.ATTENTION_BUCKET)
+    spans = []
+    original = long._forward
+
+    def spy(frames, positions, span):
+        spans.append(span)
+        return original(frames, positions, span)
+
+    long._forward = spy
+    out = fast(tiny, reqs, SAMPLED, decoder=long)
+    assert set(spans) == {fastgen.ATTENTION_BUCKET}
+    assert_same(out, [plain(tiny, r, SAMPLED) for r in reqs])
