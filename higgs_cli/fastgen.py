@@ -130,7 +130,6 @@ class StaticDecoder:
             k = model.config.num_codebooks
             self._frames = torch.zeros((batch, k), dtype=torch.long, device=self.device)
             self._positions = torch.zeros(batch, dtype=torch.long, device=self.device)
-            self._pool = torch.cuda.graph_pool_handle()
             self._capture(length)  # before any prefill: its warm-up writes land at position 0
 
     @staticmethod
@@ -242,7 +241,8 @@ class StaticDecoder:
         return h + layer.audio_mlp(layer.audio_post_attention_layernorm(h))
 
     def _capture(self, span: int) -> None:
-        """Record one decode step over `span` keys in a CUDA graph; all graphs share one memory pool."""
+        """Record one decode step over `span` keys in a CUDA graph (each graph keeps its own memory pool: buckets
+        replay in any order, which a shared pool does not allow)."""
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
@@ -250,7 +250,7 @@ class StaticDecoder:
                 self._forward(self._frames, self._positions, span)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        with torch.cuda.graph(graph):
             self._logits[span] = self._forward(self._frames, self._positions, span)
         self.graphs[span] = graph
 
