@@ -250,7 +250,8 @@ class StaticDecoder:
                 self._forward(self._frames, self._positions, span)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread-local: the engine's codec thread may be decoding on its own stream while a bucket is captured
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             self._logits[span] = self._forward(self._frames, self._positions, span)
         self.graphs[span] = graph
 
