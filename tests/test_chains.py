@@ -253,3 +253,19 @@ def test_a_book_build_batches_its_chapter_files_together(voices, tmp_path):
     assert [d["batched"] for d in wide_docs] == [len(d["chunks"]) for d in wide_docs]  # all of it in the batch pass
     assert [chunk_rows(d) for d in one_docs] == [chunk_rows(d) for d in wide_docs]
     assert one_docs[0]["anchors"] == one_docs[1]["anchors"]  # one anchor per voice for the whole book
+
+
+def test_a_voice_profile_can_give_its_anchor_sentence(voices):
+    from higgs_cli.engines.higgs import anchors
+    from higgs_cli.options import ANCHOR_TEXT
+    from higgs_cli.pipeline import all_keys, make_plan
+    from higgs_cli.voices import user_voices_dir
+
+    (user_voices_dir() / "lina.yaml").write_text(
+        "description: warm voice\nlanguage: de\nengines:\n  higgs: {anchor: 'Ich lese dir das jetzt vor.'}\n")
+    opts = options({**voices, "SPEAKER1": "lina"})
+    plan = make_plan(parse_transcript(BOOK), opts, "higgs")
+    texts = {a.speaker: a.text for a in anchors(plan)}
+    assert texts == {"SPEAKER0": ANCHOR_TEXT, "SPEAKER1": "Ich lese dir das jetzt vor."}
+    before = all_keys(make_plan(parse_transcript(BOOK), options(voices), "higgs"))
+    assert all_keys(plan)[-2] != before[-2] and all_keys(plan)[-1] == before[-1]  # only that voice's anchor changes

@@ -142,11 +142,13 @@ def anchor_seed(base: int, speaker: str, voice: Voice) -> int:
 
 
 def anchors(plan: Any) -> list[ChunkRequest]:
-    """One anchor per clip-less speaker, indexed -1, -2, ... in cast order: ANCHOR_TEXT in that voice alone."""
+    """One anchor per clip-less speaker, indexed -1, -2, ... in cast order: ANCHOR_TEXT (or the voice profile's
+    `engines: {higgs: {anchor: ...}}`, e.g. a sentence in the voice's language) in that voice alone."""
     out = []
     for speaker, voice in plan.cast.items():
         if voice.clip is None:
-            out.append(ChunkRequest(-(len(out) + 1), speaker, ANCHOR_TEXT, voice, anchor_seed(plan.options.seed, speaker, voice)))
+            text = str(voice.settings("higgs").get("anchor") or ANCHOR_TEXT).strip()
+            out.append(ChunkRequest(-(len(out) + 1), speaker, text, voice, anchor_seed(plan.options.seed, speaker, voice)))
     return out
 
 
