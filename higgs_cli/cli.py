@@ -571,6 +571,17 @@ def cache_clear(cache_dir: CacheDir = None) -> None:
 
 
 # --- build -------------------------------------------------------------------------------------------
+_BUILD_LINES: dict[str, Callable[[str, dict], str]] = {  # what `higgs build` says on stderr, per event kind
+    "skip": lambda name, d: f"{name}: up to date",
+    "book-skip": lambda name, d: f"{name}: up to date",
+    "start": lambda name, d: f"{name}: rendering {d['chunks']} chunks",
+    "done": lambda name, d: f"{name}: {d['duration']:.1f} s ({d['rendered']} chunks rendered)",
+    "batch": lambda name, d: f"{name}: {d['chunks']} chunks, {d['width']} chains at a time",
+    "batch-progress": lambda name, d: f"batch: {d['done']}/{d['total']} chunks rendered",
+    "bind": lambda name, d: f"binding {name}",
+}
+
+
 @app.command("build")
 @reported
 def build_cmd(
@@ -589,22 +600,9 @@ def build_cmd(
         err.print(f"[dim]{note}[/]", soft_wrap=True)
 
     def report(event: BuildEvent) -> None:
-        if quiet:
-            return
-        if event.kind == "skip":
-            err.print(f"  {event.name}: up to date")
-        elif event.kind == "start":
-            err.print(f"  {event.name}: rendering {event.detail['chunks']} chunks")
-        elif event.kind == "done":
-            err.print(f"  {event.name}: {event.detail['duration']:.1f} s ({event.detail['rendered']} chunks rendered)")
-        elif event.kind == "batch":
-            err.print(f"  {event.name}: {event.detail['chunks']} chunks, {event.detail['width']} chains at a time")
-        elif event.kind == "batch-progress":
-            err.print(f"  batch: {event.detail['done']}/{event.detail['total']} chunks rendered")
-        elif event.kind == "bind":
-            err.print(f"  binding {event.name}")
-        elif event.kind == "book-skip":
-            err.print(f"  {event.name}: up to date")
+        line = _BUILD_LINES.get(event.kind)
+        if line and not quiet:
+            err.print("  " + line(event.name, event.detail))
 
     summary = build(spec, engine, _cache(cache_dir, no_cache), jobs, force, report)
     if as_json:
