@@ -44,7 +44,11 @@ class Project:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    from .yamlsafe import YAML_MAX_BYTES
+
     try:
+        if path.is_file() and path.stat().st_size > YAML_MAX_BYTES:
+            raise UsageError(f"{path}: project file is larger than {YAML_MAX_BYTES >> 10} KB; a book file lists chapters in a few KB")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as e:
         raise UsageError(f"{path}: project file not found; check the path") from e
@@ -56,9 +60,11 @@ def _read(path: Path) -> dict[str, Any]:
 
             data = tomllib.loads(text)
         else:
-            import yaml
+            from .yamlsafe import load_yaml
 
-            data = yaml.safe_load(text)
+            data = load_yaml(text, str(path))
+    except UsageError:
+        raise
     except Exception as e:  # noqa: BLE001 - yaml and toml raise their own error types
         raise UsageError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'} ({str(e).splitlines()[0]})") from e
     if not isinstance(data, dict):

@@ -57,12 +57,12 @@ def check_name(name: str) -> str:
 
 
 def _load_profile(path: Path) -> dict:
-    import yaml
+    from .yamlsafe import YamlError, read_yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise VoiceError(f"{path}: unreadable voice profile ({e.__class__.__name__}); fix the YAML") from e
+        data = read_yaml(path) or {}
+    except YamlError as e:
+        raise VoiceError(f"unreadable voice profile: {e}") from e
     if not isinstance(data, dict):
         raise VoiceError(f"{path}: a voice profile must be a YAML mapping (description:, gender:, engines:)")
     return data
