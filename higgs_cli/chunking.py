@@ -50,6 +50,7 @@ class Chunk:
     paragraph: int  # index of the first source segment (paragraph) in the script
     words: int
     lead: str = ""  # control tags (and whitespace) before the text, at the start of a unit
+    written: str | None = None  # the words as written when `text` was rewritten for the engine (numbers, lexicon)
 
     @property
     def controls_before(self) -> list[Control]:
@@ -154,7 +155,8 @@ def _sentences(text: str, budget: int | None) -> list[tuple[int, int]]:
 def _turns(segments: Iterable[tuple[int, Segment]]) -> list[list[tuple[int, Segment]]]:
     groups: list[list[tuple[int, Segment]]] = []
     for item in segments:
-        if groups and groups[-1][-1][1].turn == item[1].turn:
+        # a `# Heading` is a chunk of its own, in `dialogue` as in `generate`: a chapter starts there
+        if groups and groups[-1][-1][1].turn == item[1].turn and not item[1].heading and not groups[-1][-1][1].heading:
             groups[-1].append(item)
         else:
             groups.append([item])

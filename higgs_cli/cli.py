@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
+from .cli_import import Emoji, Format, LexiconOpt, Numbers, import_cmd
 from .cli_model import model_app
 from .errors import EngineUnavailable, HiggsError, UsageError
 from .options import (
@@ -149,16 +150,19 @@ def reported(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _load_script(transcript: Path | None, text: str | None):
-    from .transcript import decode_transcript, parse_transcript, read_transcript
+def _load_script(transcript: Path | None, text: str | None, fmt: str = "auto", emoji: str = "remove"):
+    from .cli_import import reading
+    from .scripts import load, read
+    from .transcript import decode_transcript
 
     if (transcript is None) == (text is None):
         raise UsageError("give exactly one of --transcript FILE or --text TEXT")
+    clean = reading(fmt, emoji)
     if text is not None:
-        return parse_transcript(text, "--text")
+        return load(text, fmt, "--text", clean)
     if str(transcript) == "-":
-        return parse_transcript(decode_transcript(sys.stdin.buffer.read(), "<stdin>"), "<stdin>")
-    return read_transcript(transcript)
+        return load(decode_transcript(sys.stdin.buffer.read(), "<stdin>"), fmt, "<stdin>", clean)
+    return read(transcript, fmt, clean)
 
 
 def _parse_voices(values: list[str] | None) -> tuple[dict[str, str], str | None]:
@@ -233,6 +237,10 @@ def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool,
         plan = replace(plan, cast={spk: voice for spk in script.speakers})
     if note and not quiet:
         err.print(f"[dim]{note}[/]", soft_wrap=True)
+    if not quiet:
+        from .cli_import import print_notes
+
+        print_notes(script.notes + plan.notes, script.source, err)
     if dry_run:
         doc = manifest(plan, output, chunk_keys(plan), cache=cache)
         if as_json:
@@ -286,6 +294,12 @@ def _finishing(options: RenderOptions, music: Path | None, music_gain: float, mu
     return replace(options, music=str(music) if music else None, finish=finish, max_silence=max_silence)
 
 
+def _speech(numbers: str, lexicon: Path | None):
+    from .cli_import import speech_options
+
+    return speech_options(numbers, lexicon)
+
+
 def _job_options(engine: str, chunk: str, max_words: int, seed: int, voice: list[str] | None,
                  distinct: bool, higgs: HiggsSettings) -> RenderOptions:
     if chunk not in CHUNK_METHODS:
@@ -315,6 +329,7 @@ def generate(
     ras_max_repeat: RasRepeat = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
     scene: Scene = None, ref_in_system: RefInSystem = False, emotion: Emotion = None, speed: Speed = None,
     decoder: Decoder = None, batch: Batch = None, chain_words: ChainWords = None,
+    script_format: Format = "auto", emoji: Emoji = "remove", numbers: Numbers = "auto", lexicon: LexiconOpt = None,
 ) -> None:
     """Turn a transcript or text into speech; every speaker gets a voice."""
     higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
@@ -324,7 +339,8 @@ def generate(
                             chain_words=chain_words)
     options = _job_options(engine, chunk, max_words, seed, voice, True, higgs)
     options = _finishing(options, music, music_gain, music_intro, music_outro, duck, loudness, title, author, cover, max_silence)
-    _run_job(_load_script(transcript, text), options, out_path, dry_run, as_json, quiet,
+    options = replace(options, speech=_speech(numbers, lexicon))
+    _run_job(_load_script(transcript, text, script_format, emoji), options, out_path, dry_run, as_json, quiet,
              cache=_cache(cache_dir, no_cache), jobs=jobs, subtitles=subtitles, stems=stems)
 
 
@@ -348,6 +364,7 @@ def dialogue(
     ras_max_repeat: RasRepeat = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
     scene: Scene = None, ref_in_system: RefInSystem = False, decoder: Decoder = None, batch: Batch = None,
     chain_words: ChainWords = None,
+    script_format: Format = "auto", emoji: Emoji = "remove", numbers: Numbers = "auto", lexicon: LexiconOpt = None,
 ) -> None:
     """Render a multi-speaker script, one clearly distinct voice per speaker."""
     higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
@@ -356,7 +373,8 @@ def dialogue(
                             ref_in_system=ref_in_system, decoder=decoder, batch=batch, chain_words=chain_words)
     options = _job_options(engine, chunk, max_words, seed, voice, True, higgs)
     options = _finishing(options, music, music_gain, music_intro, music_outro, duck, loudness, title, author, cover, max_silence)
-    script = _load_script(transcript, text)
+    options = replace(options, speech=_speech(numbers, lexicon))
+    script = _load_script(transcript, text, script_format, emoji)
     if len(script.speakers) < 2 and not quiet:
         err.print("[dim]note: only one speaker in this script; `higgs generate` is the usual command for it[/]")
     _run_job(script, options, out_path, dry_run, as_json, quiet, cache=_cache(cache_dir, no_cache), jobs=jobs,
@@ -658,3 +676,6 @@ def inspect_cmd(
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         out.print(f"[bold]{key}[/]: {value}", soft_wrap=True)
+
+
+app.command("import")(reported(import_cmd))  # `higgs import BOOK -o DIR` (cli_import.py)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # --- audio -------------------------------------------------------------------------------------
 SAMPLE_RATE = 24_000  # Higgs Audio v2's native rate; every engine's output is brought to it
@@ -103,6 +104,7 @@ class RenderOptions:
     music: str | None = None  # a bed under the whole programme (transcript [music: f] tags add cues)
     max_silence: float | None = None  # shorten silences inside generated speech to at most this
     finish: FinishOptions = field(default_factory=lambda: FinishOptions())  # music mix, loudness, metadata
+    speech: SpeechOptions = field(default_factory=lambda: SpeechOptions())  # numbers and lexicon: what engines are given
 
 
 # --- finishing -----------------------------------------------------------------------------------
@@ -170,3 +172,23 @@ class FinishOptions:
     author: str | None = None
     cover: Path | None = None
     bitrate: str = AAC_BITRATE
+
+
+# --- reading inputs: script formats, text cleaned for speech, lexicon (scripts.py, textclean.py, lexicon.py) -----------
+SCRIPT_FORMATS = ("auto", "higgs", "speaker-colon", "inline-s", "jsonl")
+EMOJI_MODES = ("remove", "name", "keep")
+NUMBER_MODES = ("auto", "words", "keep")
+# What `--numbers auto` does per engine: "words" reads English numbers, dates and currencies out before the engine
+# sees them; "keep" leaves numerals to an engine that reads them well itself. None of ours does so reliably
+# (eSpeak and Piper read years and dates digit by digit or as cardinals), so every engine gets words.
+NUMBERS_BY_ENGINE = {"higgs": "words", "piper": "words", "espeak": "words"}
+PHONEME_ENGINES = ("piper",)  # engines that take IPA in [[...]] (a lexicon's /phonemes/); the others get the respelling
+WORDS_PER_MINUTE = 155  # estimate of narration pace for `higgs import`'s summary
+
+
+@dataclass(frozen=True)
+class SpeechOptions:
+    """What an engine is given for a chunk's text: numbers read out or kept, and a pronunciation lexicon."""
+
+    numbers: str = "auto"  # auto (per engine, NUMBERS_BY_ENGINE), words or keep
+    lexicon: Any = None  # a lexicon.Lexicon, or None

@@ -33,6 +33,7 @@ class Plan:
     engine: str
     seeds: tuple[int, ...]
     options: RenderOptions
+    notes: tuple[Any, ...] = ()  # scripts.Note: warnings made while planning (e.g. letters a voice cannot speak)
 
     def request(self, i: int) -> engines.ChunkRequest:
         chunk = self.chunks[i]
@@ -70,7 +71,24 @@ def make_plan(script: Script, options: RenderOptions, engine: str, voices: dict[
         voices = {spk: voices[spk] for spk in script.speakers}
     else:
         voices = cast(script.speakers, options.voices, options.default_voice, options.distinct)
-    return Plan(script, chunks, voices, engine, chunk_seeds(options.seed, chunks), options)
+    chunks, notes = spoken_chunks(chunks, voices, options, engine)
+    return Plan(script, chunks, voices, engine, chunk_seeds(options.seed, chunks), options, notes)
+
+
+def spoken_chunks(chunks: tuple[Chunk, ...], voices: dict[str, Voice], options: RenderOptions,
+                  engine: str) -> tuple[tuple[Chunk, ...], tuple[Any, ...]]:
+    """Each chunk's text as the engine is given it (numbers read out, lexicon applied); the words as written are kept."""
+    from .options import NUMBERS_BY_ENGINE
+    from .scripts import Note
+    from .textclean import spoken
+
+    numbers = NUMBERS_BY_ENGINE.get(engine, "words") if options.speech.numbers == "auto" else options.speech.numbers
+    out, notes = [], []
+    for chunk in chunks:
+        said, warnings = spoken(chunk.text, voices[chunk.speaker].language or "en", numbers, options.speech.lexicon, engine)
+        notes += [Note(chunk.line, "warning", w) for w in warnings]
+        out.append(chunk if said == chunk.text else replace(chunk, text=said, written=chunk.text))
+    return tuple(out), tuple(notes)
 
 
 def voice_fingerprint(voice: Voice, engine: type[engines.Engine]) -> dict[str, Any]:
@@ -148,7 +166,7 @@ def manifest(plan: Plan, output: Path | None, keys: list[str] | None = None, tim
     rows = []
     for i, chunk in enumerate(plan.chunks):
         row = {"index": chunk.index, "speaker": chunk.speaker, "voice": plan.cast[chunk.speaker].name,
-               "text": chunk.text, "words": chunk.words, "line": chunk.line, "seed": plan.seeds[i],
+               "text": chunk.written or chunk.text, "spoken": chunk.text, "words": chunk.words, "line": chunk.line, "seed": plan.seeds[i],
                "reproducible": cls.reproducible}
         if keys is not None:
             row["key"] = keys[i][:16]
@@ -168,6 +186,9 @@ def manifest(plan: Plan, output: Path | None, keys: list[str] | None = None, tim
     doc["chapters"] = [{"title": title.rstrip("."), "chunk": first_chunk[seg],
                         **({"start": rows[first_chunk[seg]]["start"]} if timings is not None else {})}
                        for seg, title in plan.script.headings if seg in first_chunk]
+    notes = [n.doc() for n in plan.script.notes + plan.notes]
+    if notes or plan.script.format != "higgs":
+        doc["input"] = {"format": plan.script.format, "notes": notes}
     preview = None if timings is not None else cls.preview(plan)
     if preview:
         doc["engine_plan"] = preview

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import TranscriptError
 from .options import DEFAULT_SPEAKER, MAX_TRANSCRIPT_BYTES
@@ -58,6 +59,8 @@ class Script:
     segments: tuple[Segment, ...]
     speakers: tuple[str, ...]
     source: str | None = None
+    notes: tuple[Any, ...] = ()  # scripts.Note: what reading the input converted, removed or guessed, per line
+    format: str = "higgs"  # the input's script format (scripts.FORMATS)
 
     @property
     def words(self) -> int:
@@ -218,5 +221,5 @@ def parse_transcript(text: str, source: str | None = None) -> Script:
 def plain_text(text: str) -> str:
     """Text for engines that cannot voice sound events: markup and bracket tags removed."""
     text = re.sub(r"<SE(?:_[se])?>\[[^\]]*\]</SE(?:_[se])?>", " ", text)
-    text = re.sub(r"\[[a-z][^\]]*\]", " ", text)
+    text = re.sub(r"(?<!\[)\[[a-z][^\]]*\](?!\])", " ", text)  # [[phonemes]] (a lexicon's, for Piper) stay
     return _SPACES.sub(" ", text).strip()

@@ -1,0 +1,128 @@
+"""A pronunciation lexicon: words or phrases -> a respelling, or IPA phonemes for engines that take them.
+
+File forms (UTF-8):
+  YAML   `Nguyen: win`, `Siobhan: /ʃɪˈvɔːn/`, or `Kubernetes: {say: koo-ber-net-eez, ipa: /kuːbərˈnɛtiːz/}`
+  TSV    `word<TAB>replacement` per line (`#` starts a comment line)
+
+Rules: whole words only (a phrase matches as a whole, never inside a longer word); an entry written all in
+lower case matches in any case, an entry with a capital letter matches only that exact case (so `US` is not
+`us`); longer entries win over shorter ones. Phonemes (`/.../`, IPA) reach engines listed in
+options.PHONEME_ENGINES as `[[...]]`; other engines get the entry's `say` respelling, or the word unchanged.
+The lexicon runs on what the engine is given, after numbers are read out, and never inside sound-event markup.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from .errors import UsageError
+from .options import PHONEME_ENGINES
+
+_MARKUP = re.compile(r"(<SE(?:_[se])?>\[[^\]]*\]</SE(?:_[se])?>|\[\[[^\]]*\]\])")
+
+
+@dataclass(frozen=True)
+class Entry:
+    word: str
+    say: str | None  # respelling, for every engine
+    ipa: str | None  # phonemes, for engines that take them
+
+    def replacement(self, engine: str) -> str | None:
+        if self.ipa and engine in PHONEME_ENGINES:
+            return f"[[{self.ipa}]]"
+        return self.say
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Entries in matching order (longest first) and the file they came from."""
+
+    entries: tuple[Entry, ...]
+    source: str = ""
+
+    def apply(self, text: str, engine: str) -> str:
+        """Replace every whole-word match outside sound-event markup and phoneme blocks."""
+        parts = _MARKUP.split(text)
+        for i in range(0, len(parts), 2):
+            parts[i] = self._replace(parts[i], engine)
+        return "".join(parts)
+
+    @cached_property
+    def patterns(self) -> list[tuple[Entry, re.Pattern[str]]]:
+        return [(e, re.compile(rf"(?<!\w){re.escape(e.word)}(?!\w)", 0 if e.word != e.word.lower() else re.I)) for e in self.entries]
+
+    def _replace(self, text: str, engine: str) -> str:
+        for entry, pattern in self.patterns:
+            new = entry.replacement(engine)
+            if new is not None:
+                text = pattern.sub(lambda _m, new=new: new, text)
+        return text
+
+
+def _entry(word: str, value: object, where: str) -> Entry:
+    word = " ".join(str(word).split())
+    if not word:
+        raise UsageError(f"{where}: an empty word; write `word: respelling`")
+    if isinstance(value, dict):
+        unknown = set(value) - {"say", "ipa"}
+        if unknown:
+            raise UsageError(f"{where}: {word!r} has unknown key {sorted(unknown)[0]!r}; use say: and/or ipa:")
+        say, ipa = value.get("say"), value.get("ipa")
+    elif isinstance(value, str | int | float):
+        say, ipa = str(value), None
+    else:
+        raise UsageError(f"{where}: {word!r} needs a respelling or /phonemes/, e.g. `{word}: {word.lower()}`")
+    if say is not None and str(say).strip().startswith("/") and str(say).strip().endswith("/") and ipa is None:
+        say, ipa = None, str(say)
+    ipa = str(ipa).strip().strip("/").strip() if ipa is not None else None
+    say = " ".join(str(say).split()) if say is not None else None
+    if not say and not ipa:
+        raise UsageError(f"{where}: {word!r} has an empty replacement")
+    return Entry(word, say or None, ipa or None)
+
+
+def load(path: Path) -> Lexicon:
+    """Read a YAML or TSV lexicon; a bad file is a one-line error naming the entry and the fix."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError as e:
+        raise UsageError(f"--lexicon {path}: file not found; check the path") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"--lexicon {path}: cannot read it ({e}); save it as UTF-8") from e
+    if path.suffix.lower() in (".tsv", ".txt") or ("\t" in text and ":" not in text.split("\n", 1)[0]):
+        entries = _tsv(text, str(path))
+    else:
+        entries = _yaml(text, str(path))
+    if not entries:
+        raise UsageError(f"--lexicon {path}: no entries; write one `word: respelling` per line")
+    entries.sort(key=lambda e: -len(e.word))
+    return Lexicon(tuple(entries), str(path))
+
+
+def _tsv(text: str, source: str) -> list[Entry]:
+    entries = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        word, tab, value = line.partition("\t")
+        if not tab:
+            raise UsageError(f"{source}:{number}: no tab; a TSV lexicon line is WORD<TAB>REPLACEMENT")
+        entries.append(_entry(word, value.strip(), f"{source}:{number}"))
+    return entries
+
+
+def _yaml(text: str, source: str) -> list[Entry]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise UsageError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e}); write one `word: respelling` per line") from e
+    if not isinstance(data, dict):
+        raise UsageError(f"{source}: a lexicon is a mapping of `word: respelling` lines")
+    return [_entry(word, value, source) for word, value in data.items()]

@@ -1,0 +1,260 @@
+"""Other tools' script formats -> our transcript text: detection by content, speaker mapping, per-line notes; pure.
+
+Formats:
+  higgs          ours: `[SPEAKER0] text` or `[NAME] text` opening a line
+  speaker-colon  VibeVoice-style `Speaker 1: text` lines
+  inline-s       Dia / MOSS-TTSD-style `[S1] ... [S2] ...` (several turns on one line), and `[Speaker 1]`,
+                 `[speaker1]`, `[spk 2]` tags in any case
+  jsonl          one JSON object per line (or a JSON array of them) with a text field and, if present,
+                 a speaker field; a text holding inline tags is read as inline-s
+
+Their speakers become SPEAKER0..n in order (numbered speakers by number, named ones by first use), so
+`--voice SPEAKER0=NAME` works the same whatever the source. Converted text keeps a map from each of its
+lines to the source line, so errors and notes name the line the user wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from .errors import TranscriptError
+
+FORMATS = ("auto", "higgs", "speaker-colon", "inline-s", "jsonl")
+FORMAT_NAMES = {"higgs": "higgs transcript", "speaker-colon": "`Speaker N:` script (VibeVoice style)",
+                "inline-s": "inline `[S1]`/`[Speaker 1]` script (Dia / MOSS-TTSD style)", "jsonl": "JSONL script"}
+
+_COLON = re.compile(r"^\s*(?:\*\*)?speaker\s*(?P<num>\d+)\s*(?:\*\*)?\s*:\s*(?:\*\*)?", re.I)
+_INLINE = re.compile(r"\[(?:s|spk|speaker)[\s_-]*(?P<num>\d+)\]", re.I)
+_NATIVE = re.compile(r"^\s*\[SPEAKER\d+\]")  # our own tag, only at the start of a line
+_HEADING = re.compile(r"^\s*#{1,3}\s+\S")
+# Dia-style non-verbal cues in parentheses: ours where we have one, else dropped (said in a note).
+_CUES = re.compile(r"\((?P<cue>laughs?|laughing|chuckles?|coughs?|applause|claps|cheering|clears throat|sighs?|gasps?|"
+                   r"singing|sings|mumbles|beep|groans?|sniffs?|screams?|inhales?|exhales?|burps?|humming|hums|"
+                   r"sneezes?|whistles?)\)", re.I)
+_CUE_EVENTS = {"laugh": "laugh", "laughs": "laugh", "laughing": "laugh", "chuckle": "laugh", "chuckles": "laugh",
+               "cough": "cough", "coughs": "cough", "applause": "applause", "claps": "applause", "cheering": "cheering"}
+_TEXT_KEYS = ("text", "content", "utterance", "transcript", "sentence", "line")
+_SPEAKER_KEYS = ("speaker", "role", "spk", "speaker_id", "name", "voice", "character")
+
+
+@dataclass(frozen=True)
+class Note:
+    """One thing done to the input that the user should know about: where, what kind, and what."""
+
+    line: int | None
+    kind: str  # "format", "speaker", "converted", "removed", "warning"
+    message: str
+
+    def doc(self) -> dict:
+        return {"line": self.line, "kind": self.kind, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A script in our transcript format, with the source line of each of its lines."""
+
+    text: str
+    format: str
+    lines: tuple[int, ...]  # lines[i] = source line (1-based) of output line i + 1
+    speakers: dict[str, str] = field(default_factory=dict)  # their label -> ours
+    notes: tuple[Note, ...] = ()
+
+    def source_line(self, line: int) -> int:
+        return self.lines[line - 1] if 0 < line <= len(self.lines) else line
+
+
+def detect(text: str) -> str:
+    """The format of a script, judged by its content."""
+    body = [ln for ln in text.split("\n") if ln.strip() and not _HEADING.match(ln)]
+    if not body:
+        return "higgs"
+    first = body[0].strip()
+    if first.startswith("{") and _json_object(first) is not None:
+        return "jsonl"
+    if first.startswith("[") and _json_array(text) is not None:
+        return "jsonl"
+    if any(_COLON.match(ln) for ln in body):
+        return "speaker-colon"
+    for ln in body:
+        for m in _INLINE.finditer(ln):
+            if not (m.start() == len(ln) - len(ln.lstrip()) and _NATIVE.match(ln)):
+                return "inline-s"
+    return "higgs"
+
+
+def convert(text: str, fmt: str = "auto", source: str | None = None) -> Converted:
+    """Turn a script in `fmt` (or the detected format) into our transcript text."""
+    if fmt not in FORMATS:
+        raise TranscriptError(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}", source)
+    found = detect(text) if fmt == "auto" else fmt
+    lines = text.split("\n")
+    if found == "higgs":
+        return Converted(text, "higgs", tuple(range(1, len(lines) + 1)))
+    if found == "jsonl":
+        return _from_json(text, source)
+    pattern = _COLON if found == "speaker-colon" else _INLINE
+    labels = sorted({int(m.group("num")) for ln in lines for m in _tags(pattern, ln, found)})
+    if not labels:
+        raise TranscriptError(f"no {FORMAT_NAMES[found]} speaker tags found; use --format auto or fix the tags", source)
+    ours = {n: f"SPEAKER{i}" for i, n in enumerate(labels)}
+    out, where, notes = [], [], []
+    for number, line in enumerate(lines, start=1):
+        pieces = _split_turns(pattern, line, found, ours)
+        for piece in pieces:
+            piece, cue_notes = _cues(piece, number)
+            notes += cue_notes
+            out.append(piece)
+            where.append(number)
+    speakers = {_label(found, n): ours[n] for n in labels}
+    return Converted("\n".join(out), found, tuple(where), speakers, tuple(notes))
+
+
+def _tags(pattern: re.Pattern[str], line: str, fmt: str) -> list[re.Match[str]]:
+    if fmt == "speaker-colon":
+        m = pattern.match(line)
+        return [m] if m else []
+    return list(pattern.finditer(line))
+
+
+def _split_turns(pattern: re.Pattern[str], line: str, fmt: str, ours: dict[int, str]) -> list[str]:
+    """One output line per turn: `[S1] a [S2] b` -> `[SPEAKER0] a`, `[SPEAKER1] b`."""
+    tags = _tags(pattern, line, fmt)
+    if not tags:
+        return [line]
+    pieces = [line[: tags[0].start()].strip()] if line[: tags[0].start()].strip() else []
+    for i, m in enumerate(tags):
+        end = tags[i + 1].start() if i + 1 < len(tags) else len(line)
+        pieces.append(f"[{ours[int(m.group('num'))]}] {line[m.end():end].strip()}".rstrip())
+    return pieces
+
+
+def _label(fmt: str, n: int) -> str:
+    return f"Speaker {n}" if fmt == "speaker-colon" else f"[S{n}]"
+
+
+def _cues(text: str, line: int) -> tuple[str, list[Note]]:
+    notes = []
+
+    def swap(m: re.Match[str]) -> str:
+        cue = m.group("cue").lower()
+        event = _CUE_EVENTS.get(cue)
+        if event:
+            notes.append(Note(line, "converted", f"({cue}) -> [{event}]"))
+            return f"[{event}]"
+        notes.append(Note(line, "removed", f"({cue}): no such sound event here; not spoken"))
+        return " "
+
+    return _CUES.sub(swap, text), notes
+
+
+def _json_object(line: str) -> dict | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _json_array(text: str) -> list | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, list) and value and all(isinstance(v, dict) for v in value) else None
+
+
+def _records(text: str, source: str | None) -> list[tuple[int, dict]]:
+    """(source line, object) per JSON record; anything else is an error naming its line (JSON is never read aloud)."""
+    array = _json_array(text) if text.lstrip().startswith("[") else None
+    if array is not None:
+        return [(1, obj) for obj in array]
+    records = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        obj = _json_object(line.strip())
+        if obj is None:
+            raise TranscriptError("not a JSON object; a JSONL script has one {\"text\": ...} object per line", source, number)
+        records.append((number, obj))
+    return records
+
+
+def _field(obj: dict, keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        if obj.get(key) not in (None, ""):
+            return str(obj[key])
+    return None
+
+
+def _from_json(text: str, source: str | None) -> Converted:
+    records = _records(text, source)
+    rows = []
+    for number, obj in records:
+        said = _field(obj, _TEXT_KEYS)
+        if said is None:
+            raise TranscriptError(f"JSON record has no text field (looked for {', '.join(_TEXT_KEYS)})", source, number)
+        rows.append((number, _field(obj, _SPEAKER_KEYS), " ".join(said.split("\n"))))
+    names = list(dict.fromkeys(spk for _, spk, _ in rows if spk is not None))
+    if names and all(n.strip().lstrip("-").isdigit() for n in names):
+        names.sort(key=lambda n: int(n))
+    ours = {name: f"SPEAKER{i}" for i, name in enumerate(names)}
+    inline = [m for _, _, said in rows for m in _INLINE.finditer(said)]
+    labels = sorted({int(m.group("num")) for m in inline})
+    inline_ours = {n: f"SPEAKER{i + len(names)}" for i, n in enumerate(labels)}
+    out, where, notes = [], [], []
+    for number, spk, said in rows:
+        pieces = _split_turns(_INLINE, said, "inline-s", inline_ours) if _INLINE.search(said) else [said]
+        if spk is not None and not _INLINE.match(said.strip()):
+            pieces[0] = f"[{ours[spk]}] {pieces[0]}"
+        for piece in pieces:
+            piece, cue_notes = _cues(piece, number)
+            notes += cue_notes
+            out += [piece, ""]  # each record is its own paragraph
+            where += [number, number]
+    speakers = {**{f"speaker {n!r}": s for n, s in ours.items()}, **{f"[S{n}]": s for n, s in inline_ours.items()}}
+    return Converted("\n".join(out), "jsonl", tuple(where), speakers, tuple(notes))
+
+
+def load(text: str, fmt: str = "auto", source: str | None = None, clean: object | None = None):
+    """Text in any supported format -> Script (lines are the source's), with the conversion's notes attached.
+
+    `clean` (a textclean.CleanOptions, or None for its defaults) cleans the text for speech after conversion.
+    """
+    from dataclasses import replace
+
+    from .textclean import clean_text
+    from .transcript import parse_transcript
+
+    converted = convert(text, fmt, source)
+    cleaned, clean_notes = clean_text(converted.text, clean)
+    notes = list(converted.notes) + [replace(n, line=converted.source_line(n.line)) if n.line else n for n in clean_notes]
+    if converted.format != "higgs":
+        mapping = ", ".join(f"{theirs} -> {ours}" for theirs, ours in converted.speakers.items())
+        notes.insert(0, Note(None, "format", f"read as {FORMAT_NAMES[converted.format]}" + (f"; {mapping}" if mapping else "")))
+    try:
+        script = parse_transcript(cleaned, source)
+    except TranscriptError as e:
+        if e.line is None or converted.format == "higgs":
+            raise
+        message = str(e)[len(f"{e.path or '<text>'}:{e.line}: "):]
+        raise TranscriptError(message, e.path, converted.source_line(e.line)) from e
+    segments = tuple(replace(s, line=converted.source_line(s.line)) for s in script.segments)
+    notes.sort(key=lambda n: (n.line or 0))
+    return replace(script, segments=segments, notes=tuple(notes), format=converted.format)
+
+
+def read(path, fmt: str = "auto", clean: object | None = None):
+    """Read a script file (UTF-8) in any supported format; errors carry `file:line`."""
+    from .transcript import decode_transcript
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise TranscriptError("file not found; check the path given to --transcript", str(path)) from e
+    except IsADirectoryError as e:
+        raise TranscriptError("is a directory; give a transcript file", str(path)) from e
+    except OSError as e:
+        raise TranscriptError(f"cannot read ({e.strerror}); check permissions", str(path)) from e
+    return load(decode_transcript(data, str(path)), fmt, str(path), clean)
