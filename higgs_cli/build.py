@@ -19,7 +19,8 @@ from .errors import UsageError
 from .options import CHUNK_METHODS, DUCK_DB, MUSIC_GAIN_DB, OUTPUT_FORMATS, SAMPLE_RATE, FinishOptions, HiggsSettings, RenderOptions
 
 _FIELDS = {"title", "author", "engine", "voices", "chunk", "max_words", "seed", "format", "build_dir", "output",
-           "chapters", "higgs", "pauses", "cover", "music", "music_gain", "duck", "loudness"}
+           "chapters", "higgs", "pauses", "cover", "music", "music_gain", "duck", "loudness",
+           "lexicon", "numbers", "emoji", "language"}  # reading inputs: lexicon, numbers, emoji; language is metadata
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ def load_project(path: Path) -> Project:
         spec = entry if isinstance(entry, dict) else {"file": entry}
         if "file" not in spec:
             raise UsageError(f"{path}: each chapter needs a `file:` (a transcript path)")
+        if spec.get("skip"):  # marked by `higgs import` (front/back matter, licences): kept, not narrated
+            continue
         source = base / str(spec["file"])
         chapters.append(Chapter(source, spec.get("title"), build_dir / f"{source.stem}{fmt}"))
     try:
@@ -113,7 +116,21 @@ def load_project(path: Path) -> Project:
         raise UsageError(f"{path}: music file {options.music} not found")
     output = build_dir / str(data["output"]) if data.get("output") else None
     cover = base / str(data["cover"]) if data.get("cover") else None
-    return Project(path, data.get("title"), data.get("author"), tuple(chapters), options, output, cover)
+    options, extra = _reading(path, base, data, options)
+    return Project(path, data.get("title"), data.get("author"), tuple(chapters), options, output, cover, extra)
+
+
+def _reading(path: Path, base: Path, data: dict[str, Any], options: RenderOptions) -> tuple[RenderOptions, dict[str, Any]]:
+    """The project's `lexicon:`, `numbers:` and `emoji:` (validated as on the command line), and its language."""
+    from .textclean import reading, speech_options
+
+    lexicon = base / str(data["lexicon"]) if data.get("lexicon") else None
+    try:
+        speech = speech_options(str(data.get("numbers", "auto")), lexicon)
+        clean = reading("auto", str(data.get("emoji", "remove")))
+    except UsageError as e:
+        raise UsageError(f"{path}: {str(e).lstrip('-')}") from e
+    return replace(options, speech=speech), {"clean": clean, "language": data.get("language")}
 
 
 @dataclass(frozen=True)
@@ -150,13 +167,13 @@ def build(project: Project, engine: str, cache: ChunkCache, jobs: int = 1, force
 
     from . import engines
     from .pipeline import chunk_keys, make_plan, prerender, render
-    from .transcript import read_transcript
+    from .scripts import read
 
     emit = on_event or (lambda e: None)
     options = replace(project.options, engine=engine)
     summary: dict[str, Any] = {"project": str(project.path), "engine": engine, "chapters": []}
     stale = []
-    scripts = [read_transcript(chapter.source) for chapter in project.chapters]
+    scripts = [read(chapter.source, "auto", project.extra.get("clean")) for chapter in project.chapters]
     voices = book_cast(scripts, options)
     for chapter, script in zip(project.chapters, scripts, strict=True):
         plan = make_plan(script, options, engine, voices)

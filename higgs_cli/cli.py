@@ -151,8 +151,8 @@ def reported(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _load_script(transcript: Path | None, text: str | None, fmt: str = "auto", emoji: str = "remove"):
-    from .cli_import import reading
     from .scripts import load, read
+    from .textclean import reading
     from .transcript import decode_transcript
 
     if (transcript is None) == (text is None):
@@ -295,7 +295,7 @@ def _finishing(options: RenderOptions, music: Path | None, music_gain: float, mu
 
 
 def _speech(numbers: str, lexicon: Path | None):
-    from .cli_import import speech_options
+    from .textclean import speech_options
 
     return speech_options(numbers, lexicon)
 

@@ -11,8 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import UsageError
-from .options import EMOJI_MODES, NUMBER_MODES, SCRIPT_FORMATS, WORDS_PER_MINUTE, SpeechOptions
+from .options import SCRIPT_FORMATS, WORDS_PER_MINUTE
 
 _PANEL = "Reading the input"
 _err = Console(stderr=True, highlight=False)
@@ -25,26 +24,6 @@ Numbers = Annotated[str, typer.Option("--numbers", help="English numbers, dates,
                                       "keep (left to the engine) or auto (per engine).", rich_help_panel=_PANEL)]
 LexiconOpt = Annotated[Path | None, typer.Option("--lexicon", help="Pronunciation lexicon (YAML or TSV): word -> respelling or /IPA/.",
                                                  rich_help_panel=_PANEL, show_default=False)]
-
-
-def reading(fmt: str, emoji: str) -> Any:
-    """Validated reading options (script format, text cleaning) for scripts.load."""
-    from .textclean import CleanOptions
-
-    if fmt not in SCRIPT_FORMATS:
-        raise UsageError(f"--format {fmt!r}: use one of {', '.join(SCRIPT_FORMATS)}")
-    if emoji not in EMOJI_MODES:
-        raise UsageError(f"--emoji {emoji!r}: use one of {', '.join(EMOJI_MODES)}")
-    return CleanOptions(emoji=emoji)
-
-
-def speech_options(numbers: str, lexicon: Path | None) -> SpeechOptions:
-    """Validated speech options: how numbers reach the engine and the lexicon (loaded, so a bad file fails before rendering)."""
-    if numbers not in NUMBER_MODES:
-        raise UsageError(f"--numbers {numbers!r}: use one of {', '.join(NUMBER_MODES)}")
-    from .lexicon import load
-
-    return SpeechOptions(numbers=numbers, lexicon=load(lexicon) if lexicon else None)
 
 
 def print_notes(notes: list[Any] | tuple[Any, ...], source: str | None, console: Console | None = None) -> None:

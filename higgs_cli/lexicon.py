@@ -115,14 +115,9 @@ def _tsv(text: str, source: str) -> list[Entry]:
 
 
 def _yaml(text: str, source: str) -> list[Entry]:
-    import yaml
+    from .yamlsafe import load_yaml
 
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        raise UsageError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e}); write one `word: respelling` per line") from e
+    data = load_yaml(text, source)
     if not isinstance(data, dict):
         raise UsageError(f"{source}: a lexicon is a mapping of `word: respelling` lines")
     return [_entry(word, value, source) for word, value in data.items()]

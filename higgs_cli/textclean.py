@@ -19,11 +19,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 
+from .errors import UsageError
+from .options import EMOJI_MODES, NUMBER_MODES, SCRIPT_FORMATS, SpeechOptions
 from .scripts import Note
-
-EMOJI_MODES = ("remove", "name", "keep")
-NUMBER_MODES = ("words", "keep")
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,24 @@ class CleanOptions:
 
     emoji: str = "remove"  # remove, name (read the emoji's Unicode name) or keep
     markup: bool = True  # strip Markdown and SSML
+
+
+def reading(fmt: str, emoji: str) -> CleanOptions:
+    """Validated reading options (script format, text cleaning) for scripts.load."""
+    if fmt not in SCRIPT_FORMATS:
+        raise UsageError(f"--format {fmt!r}: use one of {', '.join(SCRIPT_FORMATS)}")
+    if emoji not in EMOJI_MODES:
+        raise UsageError(f"--emoji {emoji!r}: use one of {', '.join(EMOJI_MODES)}")
+    return CleanOptions(emoji=emoji)
+
+
+def speech_options(numbers: str, lexicon: Path | None) -> SpeechOptions:
+    """Validated speech options: how numbers reach the engine and the lexicon (loaded, so a bad file fails before rendering)."""
+    if numbers not in NUMBER_MODES:
+        raise UsageError(f"--numbers {numbers!r}: use one of {', '.join(NUMBER_MODES)}")
+    from .lexicon import load
+
+    return SpeechOptions(numbers=numbers, lexicon=load(lexicon) if lexicon else None)
 
 
 # --- Markdown ---------------------------------------------------------------------------------------

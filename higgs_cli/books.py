@@ -1,0 +1,507 @@
+"""Books in: EPUB (2 and 3), Markdown and plain-text books -> parts with titles and kinds -> one transcript per chapter
+plus a `book.yaml` that `higgs build` takes as it is.
+
+EPUBs are read with ebooklib (spine order, TOC titles, metadata, cover) and each document's XHTML with
+BeautifulSoup: a spine document starts a part, titled by the first TOC entry that points into it; further
+TOC entries inside one document split it at their anchors. Footnote markers and bodies, page numbers and
+images are dropped; paragraphs are kept. Front matter (title page, contents, short parts before the first
+real chapter) and back matter (licences such as Project Gutenberg's, colophons) are written too, but marked
+`skip: true` in book.yaml, so they are not narrated unless the user says so.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .options import WORDS_PER_MINUTE
+
+BOOK_SUFFIXES = (".epub", ".md", ".markdown", ".txt")
+_BLOCKS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "pre", "dt", "dd", "td", "th", "div", "section",
+           "article", "figcaption", "caption", "address", "header", "footer", "aside", "tr", "table", "ul", "ol", "dl",
+           "figure", "main", "nav", "center", "body", "poem", "stanza"}
+_DROP = {"script", "style", "head", "img", "svg", "math", "object", "video", "audio", "iframe", "title"}
+_FRONT_TITLES = re.compile(r"^\s*(contents|table of contents|title\s*page|copyright.*|cover|half\s*title|imprint|"
+                           r"list of illustrations|illustrations|also by .*)\s*$", re.I)
+_BACK_TITLES = re.compile(r"licen[cs]e|colophon|about this (e-?)?book|project gutenberg|imprint|endnotes?$|copyright", re.I)
+_LICENCE_TEXT = re.compile(r"\*\*\*\s*(START|END) OF (THE|THIS) PROJECT GUTENBERG|Project Gutenberg(™|-tm)? License", re.I)
+_CHAPTERISH = re.compile(r"^\s*(chapter|book|part|volume|canto|act|prologue|epilogue|preface|foreword|introduction|"
+                         r"[IVXLC]+\b|\d+\b)", re.I)
+_WORD = re.compile(r"\w+")
+FRONT_MAX_WORDS = 120  # a short part before the first real chapter (dedication, edition line) is front matter
+
+
+@dataclass
+class Part:
+    """A titled run of paragraphs: a chapter, or front/back matter."""
+
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    kind: str = "chapter"  # chapter, front, licence, back
+
+    @property
+    def words(self) -> int:
+        return sum(len(_WORD.findall(p)) for p in self.paragraphs)
+
+
+@dataclass
+class Book:
+    """A parsed book: metadata, parts in reading order, and notes on what was removed or guessed."""
+
+    source: Path
+    title: str | None
+    author: str | None
+    language: str | None
+    parts: list[Part]
+    cover: tuple[bytes, str] | None = None  # image bytes and extension
+    source_words: int = 0  # words in the source's text, for the import's accounting
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def words(self) -> int:
+        return sum(p.words for p in self.parts)
+
+
+def read_book(path: Path) -> Book:
+    """Read an EPUB, Markdown or plain-text book; anything else is a one-line error naming the fix."""
+    if not path.is_file():
+        raise UsageError(f"{path}: book not found; give an .epub, .md or .txt file")
+    suffix = path.suffix.lower()
+    if suffix == ".epub":
+        book = _read_epub(path)
+    elif suffix in (".md", ".markdown", ".txt"):
+        from .transcript import decode_transcript
+
+        text = decode_transcript(path.read_bytes(), str(path))
+        book = _read_markdown(path, text) if suffix != ".txt" else _read_plain(path, text)
+    else:
+        raise UsageError(f"{path}: not a book format higgs imports; give an .epub, .md or .txt file")
+    _classify(book)
+    if not any(p.kind == "chapter" and p.words for p in book.parts):
+        raise UsageError(f"{path}: no chapter text found; is the book empty or image-only?")
+    return book
+
+
+# --- EPUB ---------------------------------------------------------------------------------------------
+def _read_epub(path: Path) -> Book:
+    import warnings
+
+    import ebooklib
+    from ebooklib import epub
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            doc = epub.read_epub(str(path), options={"ignore_ncx": False})
+    except Exception as e:  # noqa: BLE001 - ebooklib raises zipfile, KeyError, lxml and its own errors
+        raise UsageError(f"{path}: not a readable EPUB ({e.__class__.__name__}: {str(e)[:120]}); check the file") from e
+    book = Book(path, _meta(doc, "title"), _meta(doc, "creator"), _meta(doc, "language"), [], _cover(doc, ebooklib))
+    toc = _toc_entries(doc.toc)
+    firsts: dict[str, str] = {}
+    anchors: dict[tuple[str, str], str] = {}
+    for href, fragment, title in toc:
+        if href not in firsts:
+            firsts[href] = title
+        elif fragment:
+            anchors[(href, fragment)] = title
+    for idref, _linear in doc.spine:
+        item = doc.get_item_with_id(idref)
+        if item is None or item.get_type() != ebooklib.ITEM_DOCUMENT:
+            continue
+        name = item.get_name()
+        here = {frag: title for (href, frag), title in anchors.items() if href == name}
+        _read_document(book, item.get_content(), firsts.get(name), here)
+    book.parts = [p for p in book.parts if p.paragraphs]
+    return book
+
+
+def _meta(doc: Any, name: str) -> str | None:
+    values = doc.get_metadata("DC", name)
+    return " ".join(str(values[0][0]).split()) if values and values[0][0] else None
+
+
+def _cover(doc: Any, ebooklib: Any) -> tuple[bytes, str] | None:
+    """The cover image: EPUB 3 `cover-image`, EPUB 2 `<meta name="cover">`, or ebooklib's cover item."""
+    ids = [v[1].get("content") for v in doc.get_metadata("OPF", "cover") if v[1]]
+    for item in doc.get_items():
+        props = getattr(item, "properties", None) or []
+        if item.get_type() == ebooklib.ITEM_COVER or "cover-image" in props or item.get_id() in ids:
+            if item.media_type and item.media_type.startswith("image/"):
+                return item.get_content(), Path(item.get_name()).suffix.lower() or ".jpg"
+    return None
+
+
+def _toc_entries(toc: Any) -> list[tuple[str, str, str]]:
+    """(document href, fragment, title) for every TOC entry, in order (nested sections flattened)."""
+    out = []
+    for entry in toc:
+        if isinstance(entry, tuple | list):
+            section, children = entry[0], entry[1]
+            if getattr(section, "href", None):
+                out.append(_link(section))
+            out += _toc_entries(children)
+        elif getattr(entry, "href", None):
+            out.append(_link(entry))
+    return [e for e in out if e[2]]
+
+
+def _link(link: Any) -> tuple[str, str, str]:
+    from urllib.parse import unquote
+
+    href, _, fragment = str(link.href).partition("#")
+    return unquote(href), fragment, " ".join(str(link.title or "").split())
+
+
+class _Reader:
+    """Walks one XHTML document in reading order, emitting paragraphs and starting parts at TOC anchors."""
+
+    def __init__(self, book: Book, anchors: dict[str, str]):
+        self.book, self.anchors = book, anchors
+        self.dropped: dict[str, int] = {}
+
+    def start(self, title: str, kind: str = "chapter") -> None:
+        self.book.parts.append(Part(title, [], kind))
+
+    def walk(self, element: Any) -> None:
+        from bs4 import NavigableString, Tag
+
+        for child in element.children:
+            if isinstance(child, NavigableString):
+                if type(child) is NavigableString and child.strip():
+                    self.emit(str(child))
+                continue
+            if not isinstance(child, Tag):
+                continue
+            self._boundary(child)
+            if self._removed(child):
+                continue
+            if child.name in _BLOCKS and not any(d.name in _BLOCKS for d in child.find_all(True)):
+                for inner in child.find_all(id=True):
+                    self._boundary(inner)
+                self._strip(child)
+                self.emit(child.get_text(" "))
+            elif child.name in _BLOCKS:
+                self.walk(child)
+            else:
+                self._strip(child)
+                self.emit(child.get_text(" "))
+
+    def _boundary(self, tag: Any) -> None:
+        ident = tag.get("id")
+        if ident and ident in self.anchors:
+            self.start(self.anchors.pop(ident))
+
+    def _removed(self, tag: Any) -> bool:
+        """Footnote bodies, page numbers, images and boilerplate sections are not narrated."""
+        kind = _semantic(tag)
+        if tag.name in _DROP:
+            return True
+        if kind & {"footnote", "endnote", "footnotes", "endnotes", "rearnote", "doc-footnote", "doc-endnotes", "footnotes-section"}:
+            self.dropped["footnotes"] = self.dropped.get("footnotes", 0) + 1
+            return True
+        if kind & {"pagebreak", "doc-pagebreak", "pagenum", "page-number"}:
+            self.dropped["page numbers"] = self.dropped.get("page numbers", 0) + 1
+            return True
+        if "pg-boilerplate" in kind:  # Project Gutenberg's header/footer: a licence part of its own
+            before = self.book.parts[-1] if self.book.parts else None
+            self.start("Project Gutenberg licence and notes", "licence")
+            self.walk(tag)
+            self.start(before.title if before is not None and not before.paragraphs else "")
+            return True
+        return False
+
+    def _strip(self, tag: Any) -> None:
+        for inner in tag.find_all(True):
+            if inner.decomposed:
+                continue
+            kind = _semantic(inner)
+            if inner.name in _DROP or kind & {"pagebreak", "doc-pagebreak", "pagenum", "page-number"}:
+                inner.decompose()
+            elif kind & {"noteref", "doc-noteref", "fnanchor", "footnote-ref", "footnoteref"} or (
+                    inner.name == "sup" and inner.find("a", href=True) is not None):
+                self.dropped["footnote markers"] = self.dropped.get("footnote markers", 0) + 1
+                inner.decompose()
+            elif inner.name == "br":
+                inner.replace_with(" ")
+
+    def emit(self, text: str) -> None:
+        text = " ".join(text.split())
+        if not text or not _WORD.search(text):
+            return
+        if not self.book.parts:
+            self.start("")
+        self.book.parts[-1].paragraphs.append(text)
+
+
+def _semantic(tag: Any) -> set[str]:
+    """epub:type, role and class words of an element, lower-cased."""
+    words = set()
+    for attr in ("epub:type", "type", "role", "class"):
+        value = tag.get(attr)
+        if value:
+            words.update(w.lower() for w in (value if isinstance(value, list) else str(value).split()))
+    return words
+
+
+def _read_document(book: Book, content: bytes, title: str | None, anchors: dict[str, str]) -> None:
+    import warnings
+
+    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
+
+    with warnings.catch_warnings():  # XHTML through the forgiving HTML parser: EPUBs in the wild are not all valid XML
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+        soup = BeautifulSoup(content, "lxml")
+    body = soup.body or soup
+    book.source_words += len(_WORD.findall(" ".join(t for t in body.find_all(string=True) if t.parent.name not in _DROP)))
+    reader = _Reader(book, dict(anchors))
+    reader.start(title or "")
+    first = len(book.parts) - 1
+    reader.walk(body)
+    for part in book.parts[first:]:
+        if not part.title:
+            part.title = _first_heading(part) or f"Section {len(book.parts)}"
+        _drop_repeated_title(part)
+    for what, n in reader.dropped.items():
+        book.notes.append(f"{book.parts[first].title}: removed {n} {what}")
+
+
+def _first_heading(part: Part) -> str | None:
+    return part.paragraphs[0][:80] if part.paragraphs and len(part.paragraphs[0].split()) <= 12 else None
+
+
+def _drop_repeated_title(part: Part) -> None:
+    """The chapter's own heading paragraph is replaced by its `# Title` line (same words)."""
+    if part.paragraphs and _WORD.findall(part.paragraphs[0].lower()) == _WORD.findall(part.title.lower()):
+        part.paragraphs.pop(0)
+
+
+# --- Markdown and plain text ------------------------------------------------------------------------------
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
+_PLAIN_CHAPTER = re.compile(r"^\s*((chapter|book|part|volume|letter|canto)\s+([IVXLC]+|\d+|[a-z]+(-[a-z]+)?)\b.*|"
+                            r"[IVXLC]+\.?|(prologue|epilogue|preface|introduction|foreword)\b.*)\s*$", re.I)
+_PAGE_NUMBER = re.compile(r"^\s*(?:[-–—]\s*)?(?:\d{1,4}|[ivxlc]{1,6})(?:\s*[-–—])?\s*$|^\s*\[(?:Pg|Page|p\.)\s*\w+\]\s*$", re.I)
+_INLINE_PAGE = re.compile(r"\s*\[(?:Pg|Page)\s*\w+\]\s*", re.I)
+_ILLUSTRATION = re.compile(r"\[Illustration[^\]]*\]", re.I)
+_FOOTNOTE_MARK = re.compile(r"(?<=\w)\[(?:\d{1,3}|[*†‡])\]|(?<=[\w.,;”\"'])[¹²³⁴⁵⁶⁷⁸⁹⁰]+")
+_GUTENBERG = re.compile(r"^\s*\*\*\*\s*(START|END) OF (THE|THIS) PROJECT GUTENBERG.*$", re.I | re.M)
+
+
+def _paragraphs(lines: list[str]) -> list[str]:
+    out, buf = [], []
+    for line in lines + [""]:
+        if line.strip():
+            buf.append(line.strip())
+        elif buf:
+            out.append(" ".join(buf))
+            buf = []
+    return out
+
+
+def _read_markdown(path: Path, text: str) -> Book:
+    from .textclean import clean_text
+
+    meta: dict[str, Any] = {}
+    found = _FRONT_MATTER.match(text)
+    if found:
+        from .yamlsafe import load_yaml
+
+        loaded = load_yaml(found.group(1), str(path))
+        meta = loaded if isinstance(loaded, dict) else {}
+        text = text[found.end():]
+    lines = text.split("\n")
+    levels = [len(m.group(1)) for ln in lines if (m := _MD_HEADING.match(ln))]
+    top = min(levels) if levels else 0
+    if top and levels.count(top) == 1 and len(levels) > 1 and lines and _MD_HEADING.match(next(ln for ln in lines if ln.strip())):
+        meta.setdefault("title", _MD_HEADING.match(next(ln for ln in lines if ln.strip())).group(2))  # a lone top heading is the title
+        lines.remove(next(ln for ln in lines if ln.strip()))
+        top = min(lv for lv in levels if lv > top) if any(lv > top for lv in levels) else 0
+    book = Book(path, meta.get("title"), meta.get("author"), meta.get("language") or meta.get("lang"), [])
+    body, notes = clean_text("\n".join(lines))
+    if notes:
+        book.notes.append(f"Markdown: {len(notes)} lines cleaned (emphasis, links, code, lists)")
+    current: list[str] = []
+    title = ""
+    for line in body.split("\n") + ["# "]:
+        heading = _MD_HEADING.match(line) if line.strip() != "#" else None
+        if (heading and len(heading.group(1)) == top) or line == "# ":
+            if current and _paragraphs(current):
+                book.parts.append(Part(title or (book.title or path.stem), _paragraphs(current)))
+            current, title = [], heading.group(2) if heading else ""
+        elif heading:
+            current += ["", heading.group(2), ""]  # a sub-heading is read as its own paragraph
+        else:
+            current.append(line)
+    book.source_words = len(_WORD.findall(text))
+    return book
+
+
+def _read_plain(path: Path, text: str) -> Book:
+    book = Book(path, None, None, None, [])
+    marks = list(_GUTENBERG.finditer(text))
+    head, body, tail = "", text, ""
+    if marks:
+        start = next((m for m in marks if m.group(1).upper() == "START"), None)
+        end = next((m for m in marks if m.group(1).upper() == "END"), None)
+        head = text[: start.end()] if start else ""
+        body = text[start.end() if start else 0: end.start() if end else len(text)]
+        tail = text[end.start():] if end else ""
+        found = re.search(r"^Title:\s*(.+)$", head, re.M)
+        book.title = found.group(1).strip() if found else None
+        found = re.search(r"^Author:\s*(.+)$", head, re.M)
+        book.author = found.group(1).strip() if found else None
+        found = re.search(r"^Language:\s*(.+)$", head, re.M)
+        book.language = {"english": "en"}.get(found.group(1).strip().lower(), found.group(1).strip()) if found else None
+    lines = body.split("\n")
+    counts: dict[str, int] = {}
+    for ln in lines:
+        if ln.strip() and len(ln.strip()) <= 60:
+            counts[ln.strip()] = counts.get(ln.strip(), 0) + 1
+    heads = {ln for ln, n in counts.items() if n >= 3 and ln.upper() == ln and not _PLAIN_CHAPTER.match(ln) and _WORD.search(ln)}
+    removed = {"page numbers": 0, "running heads": 0, "illustration and footnote marks": 0}
+    kept = []
+    for ln in lines:
+        if ln.strip() and _PAGE_NUMBER.match(ln):
+            removed["page numbers"] += 1
+            continue
+        if ln.strip() in heads:
+            removed["running heads"] += 1
+            continue
+        new = _FOOTNOTE_MARK.sub("", _ILLUSTRATION.sub("", _INLINE_PAGE.sub(" ", ln)))
+        removed["illustration and footnote marks"] += new != ln
+        kept.append(new)
+    book.notes += [f"removed {n} {what}" for what, n in removed.items() if n]
+    if head:
+        book.parts.append(Part("Project Gutenberg header", _paragraphs(head.split("\n")), "licence"))
+    title = ""
+    current: list[str] = []
+    for i, ln in enumerate(kept + [""]):
+        alone = (i == 0 or not kept[i - 1].strip()) and (i + 1 >= len(kept) or not kept[i + 1].strip() or _title_line(kept, i))
+        if i < len(kept) and _PLAIN_CHAPTER.match(ln) and alone:
+            if _paragraphs(current):
+                book.parts.append(Part(title or "Opening", _paragraphs(current)))
+            title, current = ln.strip(), []
+            continue
+        current.append(ln)
+    if _paragraphs(current):
+        book.parts.append(Part(title or (book.title or path.stem), _paragraphs(current)))
+    for part in book.parts:
+        if part.kind == "chapter" and part.paragraphs and len(part.paragraphs[0].split()) <= 10 and not part.paragraphs[0].endswith("."):
+            part.title = f"{part.title}. {part.paragraphs.pop(0)}"  # "CHAPTER I" + "Down the Rabbit-Hole"
+    if tail:
+        book.parts.append(Part("Project Gutenberg licence", _paragraphs(tail.split("\n")), "licence"))
+    book.source_words = len(_WORD.findall(text))
+    return book
+
+
+def _title_line(lines: list[str], i: int) -> bool:
+    """A chapter line followed directly by a short title line ("CHAPTER I." / "Down the Rabbit-Hole")."""
+    return i + 2 < len(lines) and len(lines[i + 1].split()) <= 10 and not lines[i + 2].strip()
+
+
+# --- front and back matter ---------------------------------------------------------------------------------
+def _classify(book: Book) -> None:
+    """Mark licences, front matter and back matter; everything else is a chapter."""
+    first_real = None
+    for i, part in enumerate(book.parts):
+        text = " ".join(part.paragraphs[:40])
+        if part.kind == "licence" or _LICENCE_TEXT.search(text) or _BACK_TITLES.search(part.title):
+            part.kind = "licence" if (part.kind == "licence" or _LICENCE_TEXT.search(text) or "licen" in part.title.lower()) else "back"
+        elif _FRONT_TITLES.match(part.title):
+            part.kind = "front"
+        elif first_real is None and (part.words >= FRONT_MAX_WORDS or _CHAPTERISH.match(part.title)):
+            first_real = i
+    for i, part in enumerate(book.parts):
+        if part.kind == "chapter" and first_real is not None and i < first_real and part.words < FRONT_MAX_WORDS:
+            part.kind = "front"
+        if part.kind == "chapter" and book.title and part.title.strip().lower() == book.title.strip().lower() and part.words < FRONT_MAX_WORDS:
+            part.kind = "front"  # the title page
+    if not book.source_words:
+        book.source_words = book.words
+
+
+# --- writing the project -----------------------------------------------------------------------------------
+MARKER = "# written by `higgs import`"
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:limit].rstrip("-") or "part"
+
+
+def transcript_text(part: Part) -> str:
+    """A part as our transcript: `# Title` (a chapter mark, read by the narrator), then its paragraphs."""
+    lines = [f"# {part.title}", ""] if part.title else []
+    for paragraph in part.paragraphs:
+        if paragraph.startswith(("[", "#")):
+            paragraph = paragraph.lstrip("[#").lstrip()  # never a speaker tag or a heading by accident
+        lines += [paragraph, ""]
+    return "\n".join(lines)
+
+
+def write_project(book: Book, out_dir: Path, voice: str | None = None, engine: str = "auto", include_all: bool = False,
+                  force: bool = False) -> dict[str, Any]:
+    """Write chapters/NN-title.txt per part and book.yaml; returns the summary the CLI prints."""
+    project = out_dir / "book.yaml"
+    if project.exists() and not force and not project.read_text(encoding="utf-8", errors="replace").startswith(MARKER):
+        raise UsageError(f"{project} exists and was not written by `higgs import`; choose another -o folder or add --force")
+    (out_dir / "chapters").mkdir(parents=True, exist_ok=True)
+    rows, skipped, words = [], [], 0
+    for i, part in enumerate(book.parts, start=1):
+        name = f"chapters/{i:02d}-{_slug(part.title)}.txt"
+        _write_if_changed(out_dir / name, transcript_text(part))
+        narrated = include_all or part.kind == "chapter"
+        rows.append({"file": name, "title": part.title, "kind": part.kind, "words": part.words, "skip": not narrated})
+        if narrated:
+            words += part.words
+        else:
+            skipped.append({"title": part.title, "kind": part.kind, "words": part.words, "file": name})
+    cover = None
+    if book.cover:
+        cover = f"cover{book.cover[1]}"
+        _write_if_changed(out_dir / cover, book.cover[0])
+    _write_if_changed(project, _book_yaml(book, rows, cover, voice, engine))
+    written = sum(len(_WORD.findall(transcript_text(p))) for p in book.parts)
+    return {"project": str(project), "title": book.title, "author": book.author, "language": book.language,
+            "cover": cover, "chapters": [r for r in rows if not r["skip"]], "skipped": skipped, "words": words,
+            "minutes": round(words / WORDS_PER_MINUTE, 1), "source_words": book.source_words, "written_words": written,
+            "notes": book.notes}
+
+
+def _write_if_changed(path: Path, data: str | bytes) -> None:
+    """Write atomically, and only when different (so `higgs build` sees unchanged chapters as unchanged)."""
+    import os
+
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if path.is_file() and path.read_bytes() == raw:
+        return
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_bytes(raw)
+    os.replace(tmp, path)
+
+
+def _book_yaml(book: Book, rows: list[dict[str, Any]], cover: str | None, voice: str | None, engine: str) -> str:
+    import json
+
+    def q(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid YAML scalar
+
+    lines = [f"{MARKER} from {book.source.name}; edit freely (set skip: false to narrate a skipped part)"]
+    for key, value in (("title", book.title), ("author", book.author), ("language", book.language), ("cover", cover)):
+        if value:
+            lines.append(f"{key}: {q(value)}")
+    lines += [f"engine: {q(engine)}", f"output: {q(_slug(book.title or book.source.stem, 60) + '.m4b')}"]
+    if voice:
+        lines += ["voices:", f"  NARRATOR: {q(voice)}"]
+    lines.append("chapters:")
+    for row in rows:
+        skip = f", skip: true}}  # {row['kind']}, {row['words']} words" if row["skip"] else "}"
+        lines.append(f"  - {{file: {q(row['file'])}, title: {q(row['title'])}{skip}")
+    return "\n".join(lines) + "\n"
+
+
+def estimated_minutes(words: int) -> float:
+    return words / WORDS_PER_MINUTE
