@@ -286,7 +286,7 @@ _PLAIN_CHAPTER = re.compile(r"^\s*((chapter|book|part|volume|letter|canto)\s+([I
 _PAGE_NUMBER = re.compile(r"^\s*(?:[-–—]\s*)?(?:\d{1,4}|[ivxlc]{1,6})(?:\s*[-–—])?\s*$|^\s*\[(?:Pg|Page|p\.)\s*\w+\]\s*$", re.I)
 _INLINE_PAGE = re.compile(r"\s*\[(?:Pg|Page)\s*\w+\]\s*", re.I)
 _ILLUSTRATION = re.compile(r"\[Illustration[^\]]*\]", re.I)
-_FOOTNOTE_MARK = re.compile(r"(?<=\w)\[(?:\d{1,3}|[*†‡])\]|(?<=[\w.,;”\"'])[¹²³⁴⁵⁶⁷⁸⁹⁰]+")
+_FOOTNOTE_MARK = re.compile(r"(?<=[\w.,;:!?”\"'])\[(?:\d{1,3}|[*†‡])\]|(?<=[\w.,;”\"'])[¹²³⁴⁵⁶⁷⁸⁹⁰]+")
 _GUTENBERG = re.compile(r"^\s*\*\*\*\s*(START|END) OF (THE|THIS) PROJECT GUTENBERG.*$", re.I | re.M)
 
 
@@ -390,7 +390,8 @@ def _read_plain(path: Path, text: str) -> Book:
         book.parts.append(Part(title or (book.title or path.stem), _paragraphs(current)))
     for part in book.parts:
         if part.kind == "chapter" and part.paragraphs and len(part.paragraphs[0].split()) <= 10 and not part.paragraphs[0].endswith("."):
-            part.title = f"{part.title}. {part.paragraphs.pop(0)}"  # "CHAPTER I" + "Down the Rabbit-Hole"
+            sep = " " if part.title.endswith((".", ":")) else ". "
+            part.title = f"{part.title}{sep}{part.paragraphs.pop(0)}"  # "CHAPTER I." + "Down the Rabbit-Hole"
     if tail:
         book.parts.append(Part("Project Gutenberg licence", _paragraphs(tail.split("\n")), "licence"))
     book.source_words = len(_WORD.findall(text))
@@ -505,3 +506,11 @@ def _book_yaml(book: Book, rows: list[dict[str, Any]], cover: str | None, voice:
 
 def estimated_minutes(words: int) -> float:
     return words / WORDS_PER_MINUTE
+
+
+def project_for(book_path: Path) -> tuple[Path, dict[str, Any]]:
+    """`higgs build BOOK.epub`: import into BOOK.higgs/ beside the book (refreshed on every build; unchanged chapter
+    files are left alone, so only what changed re-renders) and return its book.yaml with the import summary."""
+    out = book_path.parent / f"{book_path.stem}.higgs"
+    summary = write_project(read_book(book_path), out)
+    return Path(summary["project"]), summary

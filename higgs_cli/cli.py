@@ -603,7 +603,7 @@ _BUILD_LINES: dict[str, Callable[[str, dict], str]] = {  # what `higgs build` sa
 @app.command("build")
 @reported
 def build_cmd(
-    project: Annotated[Path, typer.Argument(help="Project file (book.yaml or book.toml).")],
+    project: Annotated[Path, typer.Argument(help="Project file (book.yaml or book.toml), or a book (.epub, .md, .txt) to import and build.")],
     jobs: Jobs = 1, cache_dir: CacheDir = None, no_cache: NoCache = False,
     force: Annotated[bool, typer.Option("--force", help="Rebuild every chapter and the book.")] = False,
     as_json: Json = False, quiet: Quiet = False,
@@ -612,6 +612,12 @@ def build_cmd(
     from . import engines
     from .build import BuildEvent, build, load_project
 
+    if project.suffix.lower() in (".epub", ".md", ".markdown", ".txt"):  # a book itself: import it first (one narrator)
+        from .books import project_for
+
+        project, imported = project_for(project)
+        if not quiet:
+            err.print(f"imported {len(imported['chapters'])} chapters into {project} ({len(imported['skipped'])} parts skipped)", soft_wrap=True)
     spec = load_project(project)
     engine, note = engines.choose(spec.options.engine, spec.options.higgs)
     if note and not quiet:

@@ -1,0 +1,150 @@
+"""Books in: a Project Gutenberg EPUB, a Markdown book and a plain-text book become projects `higgs build` takes (issue 12)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from higgs_cli.books import read_book
+from higgs_cli.build import load_project
+from higgs_cli.cli import app
+
+INPUTS = Path(__file__).resolve().parent / "fixtures" / "inputs"
+ALICE = INPUTS / "gutenberg_alice_11.epub"
+TOC = ["CHAPTER I. Down the Rabbit-Hole", "CHAPTER II. The Pool of Tears", "CHAPTER III. A Caucus-Race and a Long Tale",
+       "CHAPTER IV. The Rabbit Sends in a Little Bill", "CHAPTER V. Advice from a Caterpillar", "CHAPTER VI. Pig and Pepper",
+       "CHAPTER VII. A Mad Tea-Party", "CHAPTER VIII. The Queen’s Croquet-Ground", "CHAPTER IX. The Mock Turtle’s Story",
+       "CHAPTER X. The Lobster Quadrille", "CHAPTER XI. Who Stole the Tarts?", "CHAPTER XII. Alice’s Evidence"]
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_gutenberg_epub_imports_chapters_titles_metadata_and_words(tmp_path):
+    out = tmp_path / "alice"
+    result = run("import", str(ALICE), "-o", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [c["title"] for c in summary["chapters"]] == TOC  # titles from the table of contents
+    assert summary["written_words"] >= 0.98 * summary["source_words"] > 25_000
+    assert "12 chapters" in result.stderr and "skipped" in result.stderr and "licence" in result.stderr
+    assert "h " in result.stderr and "min of audio" in result.stderr
+    project = load_project(out / "book.yaml")  # build takes it as it is
+    assert project.title == "Alice's Adventures in Wonderland" and project.author == "Lewis Carroll"
+    assert project.cover is not None and project.cover.read_bytes()[:2] == b"\xff\xd8"  # the EPUB's JPEG cover
+    assert [c.title for c in project.chapters] == TOC  # licence and contents are marked skip: true
+    text = (out / "book.yaml").read_text(encoding="utf-8")
+    assert 'language: "en"' in text and text.count("skip: true") == len(summary["skipped"]) >= 2
+    licence = [s for s in summary["skipped"] if s["kind"] == "licence"]
+    assert sum(s["words"] for s in licence) > 2500  # the Project Gutenberg License: kept in a file, not narrated
+    first = project.chapters[0].source.read_text(encoding="utf-8")
+    assert first.startswith("# CHAPTER I. Down the Rabbit-Hole\n\nAlice was beginning to get very tired")
+    narrated = " ".join(c.source.read_text(encoding="utf-8") for c in project.chapters)
+    assert "Gutenberg" not in narrated
+
+
+def _tiny_epub(tmp_path: Path) -> Path:
+    """Alice cut to its first two chapters of ten words each (and its licence): the spine loses the other
+    documents and the two chapters lose their later paragraphs; everything else in the zip is copied as it is."""
+    import zipfile
+
+    from lxml import etree
+
+    xhtml = "{http://www.w3.org/1999/xhtml}"
+    path = tmp_path / "alice-tiny.epub"
+    with zipfile.ZipFile(ALICE) as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("content.opf"):
+                for idref in ["pg-header"] + [f"item{i}" for i in range(6, 16)]:
+                    data = data.replace(f'<itemref idref="{idref}"/>'.encode(), b"")
+            elif info.filename.endswith(("-1.htm.xhtml", "-2.htm.xhtml")):
+                root = etree.fromstring(data)
+                for para in list(root.iter(f"{xhtml}p")):
+                    if sum(1 for _ in para.itersiblings(f"{xhtml}p", preceding=True)) >= 1:
+                        para.getparent().remove(para)
+                    else:  # the first paragraph cut to its first ten words, so the build stays short
+                        text = " ".join("".join(para.itertext()).split()[:10]) + "."
+                        para.clear()
+                        para.text = text
+                data = etree.tostring(root, xml_declaration=True, encoding="utf-8")
+            dst.writestr(info, data, compress_type=zipfile.ZIP_STORED if info.filename == "mimetype" else zipfile.ZIP_DEFLATED)
+    return path
+
+
+def test_epub_builds_directly_to_an_m4b_with_one_chapter_mark_per_chapter(tmp_path):
+    from higgs_cli.containers import probe
+
+    tiny = _tiny_epub(tmp_path)
+    parsed = read_book(tiny)
+    assert [p.title for p in parsed.parts if p.kind == "chapter"] == TOC[:2]
+    result = run("build", str(tiny), "--json", "--no-cache")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert "imported 2 chapters" in result.stderr
+    book = Path(summary["book"]["output"])
+    assert book.suffix == ".m4b" and book.is_file()
+    info = probe(book)
+    assert [c["title"] for c in info["chapters"]] == TOC[:2]
+    assert info["tags"].get("title") == "Alice's Adventures in Wonderland" and info["cover"]
+    again = run("build", str(tiny), "--json", "--no-cache")  # nothing changed: nothing re-renders
+    assert again.exit_code == 0 and not any(c["built"] for c in json.loads(again.stdout)["chapters"])
+
+
+def test_markdown_book_chapters_from_headings(tmp_path):
+    out = tmp_path / "md"
+    result = run("import", str(INPUTS / "vibevoice_book_chapter.md"), "-o", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [c["title"] for c in summary["chapters"]] == ["Chapter 1: Arrival", "Chapter 2: Discovery"]
+    source = (INPUTS / "vibevoice_book_chapter.md").read_text()
+    written = " ".join((out / c["file"]).read_text() for c in summary["chapters"])
+    assert re.findall(r"\w+", written) == re.findall(r"\w+", source)  # every word, scenes read as paragraphs
+
+
+def test_plain_text_book_drops_page_numbers_running_heads_and_gutenberg_boilerplate(tmp_path):
+    text = ("The Project Gutenberg eBook of A Short Tale\n\nTitle: A Short Tale\n\nAuthor: Ann Writer\n\nLanguage: English\n\n"
+            "*** START OF THE PROJECT GUTENBERG EBOOK A SHORT TALE ***\n\n"
+            "CHAPTER I.\nThe Door\n\nIt was a dark door.[1] Nobody opened it.\n\n12\n\nA SHORT TALE\n\nThen somebody did.\n\n"
+            "A SHORT TALE\n\nCHAPTER II.\nThe Room\n\nThe room was empty [Pg 13] and cold.\n\nA SHORT TALE\n\nThe end.\n\n"
+            "*** END OF THE PROJECT GUTENBERG EBOOK A SHORT TALE ***\n\nSection 1. General Terms of Use and Redistributing.\n")
+    path = tmp_path / "tale.txt"
+    path.write_text(text)
+    book = read_book(path)
+    assert (book.title, book.author, book.language) == ("A Short Tale", "Ann Writer", "en")
+    chapters = [p for p in book.parts if p.kind == "chapter"]
+    assert [(p.title, p.paragraphs) for p in chapters] == [
+        ("CHAPTER I. The Door", ["It was a dark door. Nobody opened it.", "Then somebody did."]),
+        ("CHAPTER II. The Room", ["The room was empty and cold.", "The end."]),
+    ]
+    assert [p.kind for p in book.parts if p.kind != "chapter"] == ["licence", "licence"]
+
+
+@pytest.mark.parametrize(("name", "fragment"), [("book.pdf", "not a book format"), ("missing.epub", "not found")])
+def test_bad_books_are_one_line_errors(tmp_path, name, fragment):
+    path = tmp_path / name
+    if name.endswith(".pdf"):
+        path.write_bytes(b"%PDF-1.4")
+    result = run("import", str(path), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2 and fragment in result.stderr and "Traceback" not in result.output
+
+
+def test_import_never_overwrites_a_project_it_did_not_write(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "book.yaml").write_text("title: Mine\nchapters: [a.txt]\n")
+    result = run("import", str(INPUTS / "vibevoice_book_chapter.md"), "-o", str(out))
+    assert result.exit_code == 2 and "not written by `higgs import`" in result.stderr
+    assert (out / "book.yaml").read_text() == "title: Mine\nchapters: [a.txt]\n"
+
+
+def test_corrupt_epub_is_a_one_line_error(tmp_path):
+    path = tmp_path / "broken.epub"
+    path.write_bytes(ALICE.read_bytes()[:5000])
+    result = run("import", str(path), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "not a readable EPUB" in result.stderr
