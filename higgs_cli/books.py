@@ -59,6 +59,7 @@ class Book:
     cover: tuple[bytes, str] | None = None  # image bytes and extension
     source_words: int = 0  # words in the source's text, for the import's accounting
     notes: list[str] = field(default_factory=list)
+    kind: str = "epub"  # epub, markdown or text: only an EPUB's short leading parts are guessed to be front matter
 
     @property
     def words(self) -> int:
@@ -280,6 +281,7 @@ def _drop_repeated_title(part: Part) -> None:
 
 # --- Markdown and plain text ------------------------------------------------------------------------------
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_MD_ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+\S")
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
 _PLAIN_CHAPTER = re.compile(r"^\s*((chapter|book|part|volume|letter|canto)\s+([IVXLC]+|\d+|[a-z]+(-[a-z]+)?)\b.*|"
                             r"[IVXLC]+\.?|(prologue|epilogue|preface|introduction|foreword)\b.*)\s*$", re.I)
@@ -319,7 +321,8 @@ def _read_markdown(path: Path, text: str) -> Book:
         meta.setdefault("title", _MD_HEADING.match(next(ln for ln in lines if ln.strip())).group(2))  # a lone top heading is the title
         lines.remove(next(ln for ln in lines if ln.strip()))
         top = min(lv for lv in levels if lv > top) if any(lv > top for lv in levels) else 0
-    book = Book(path, meta.get("title"), meta.get("author"), meta.get("language") or meta.get("lang"), [])
+    book = Book(path, meta.get("title"), meta.get("author"), meta.get("language") or meta.get("lang"), [], kind="markdown")
+    lines = [ln + "\n" if _MD_ITEM.match(ln) else ln for ln in lines]  # a list item is a paragraph of its own
     body, notes = clean_text("\n".join(lines))
     if notes:
         book.notes.append(f"Markdown: {len(notes)} lines cleaned (emphasis, links, code, lists)")
@@ -340,7 +343,7 @@ def _read_markdown(path: Path, text: str) -> Book:
 
 
 def _read_plain(path: Path, text: str) -> Book:
-    book = Book(path, None, None, None, [])
+    book = Book(path, None, None, None, [], kind="text")
     marks = list(_GUTENBERG.finditer(text))
     head, body, tail = "", text, ""
     if marks:
@@ -415,7 +418,7 @@ def _classify(book: Book) -> None:
             part.kind = "front"
         elif first_real is None and (part.words >= FRONT_MAX_WORDS or _CHAPTERISH.match(part.title)):
             first_real = i
-    for i, part in enumerate(book.parts):
+    for i, part in enumerate(book.parts if book.kind == "epub" else []):
         if part.kind == "chapter" and first_real is not None and i < first_real and part.words < FRONT_MAX_WORDS:
             part.kind = "front"
         if part.kind == "chapter" and book.title and part.title.strip().lower() == book.title.strip().lower() and part.words < FRONT_MAX_WORDS:

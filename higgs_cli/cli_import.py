@@ -58,9 +58,10 @@ def import_cmd(
     if quiet:
         return
     minutes = summary["words"] / WORDS_PER_MINUTE
+    length = f"{int(minutes // 60)} h {round(minutes % 60)} min" if minutes >= 60 else f"{max(1, round(minutes))} min"
     _err.print(f"{escape(parsed.title or book.stem)}"
                f"{' by ' + escape(parsed.author) if parsed.author else ''}: {len(summary['chapters'])} chapters, "
-               f"{summary['words']} words, about {int(minutes // 60)} h {int(minutes % 60)} min of audio", soft_wrap=True)
+               f"{summary['words']} words, about {length} of audio (at {WORDS_PER_MINUTE} words a minute)", soft_wrap=True)
     for row in summary["skipped"]:
         _err.print(f"  skipped {escape(row['title'])!s} ({row['kind']}, {row['words']} words); --all narrates it", soft_wrap=True)
     for note in summary["notes"][:NOTES_SHOWN]:

@@ -87,6 +87,7 @@ _RTL = {"Hebrew": "\u0590-\u05FF\uFB1D-\uFB4F", "Arabic": "\u0600-\u06FF\u0750-\
         "Syriac": "\u0700-\u074F", "Thaana": "\u0780-\u07BF", "N'Ko": "\u07C0-\u07FF"}
 _RTL_RUN = {name: re.compile(f"[{chars}]+(?:[\\s\u064B-\u065F]*[{chars}]+)*") for name, chars in _RTL.items()}
 _SPACES = re.compile(r"[ \t]{2,}")
+_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")  # numbers in CJK text are left to the engine
 
 
 def clean_text(text: str, options: CleanOptions | None = None) -> tuple[str, list[Note]]:
@@ -309,7 +310,7 @@ def spoken(text: str, language: str = "en", numbers: str = "words", lexicon: obj
     """What the engine is given for a chunk's text: numbers read out (English voices), unspeakable scripts dropped,
     then the lexicon; with warnings to report against the chunk's line."""
     warnings = []
-    if numbers == "words" and language.lower().startswith("en"):
+    if numbers == "words" and language.lower().startswith("en") and not _CJK.search(text):
         text = numbers_to_words(text)
     text, dropped = unspeakable(text, language)
     if dropped:
