@@ -93,6 +93,7 @@ def _read_epub(path: Path) -> Book:
     import ebooklib
     from ebooklib import epub
 
+    _refuse_drm(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -119,6 +120,21 @@ def _read_epub(path: Path) -> Book:
     return book
 
 
+def _refuse_drm(path: Path) -> None:
+    """An EPUB whose documents are encrypted (DRM) would import as noise; font obfuscation alone is fine."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            if "META-INF/encryption.xml" not in z.namelist():
+                return
+            listing = z.read("META-INF/encryption.xml").decode("utf-8", "replace")
+    except (zipfile.BadZipFile, OSError) as e:
+        raise UsageError(f"{path}: not a readable EPUB ({e}); check the file") from e
+    if re.search(r"URI=\"[^\"]+\.(x?html?|ncx|opf)\"", listing):
+        raise UsageError(f"{path}: the book's text is encrypted (DRM); higgs can only read DRM-free EPUBs")
+
+
 def _meta(doc: Any, name: str) -> str | None:
     values = doc.get_metadata("DC", name)
     return " ".join(str(values[0][0]).split()) if values and values[0][0] else None
@@ -126,7 +142,7 @@ def _meta(doc: Any, name: str) -> str | None:
 
 def _cover(doc: Any, ebooklib: Any) -> tuple[bytes, str] | None:
     """The cover image: EPUB 3 `cover-image`, EPUB 2 `<meta name="cover">`, or ebooklib's cover item."""
-    ids = [v[1].get("content") for v in doc.get_metadata("OPF", "cover") if v[1]]
+    ids = [attrs.get("content") for _, attrs in doc.get_metadata("OPF", "meta") if attrs and attrs.get("name") == "cover"]
     for item in doc.get_items():
         props = getattr(item, "properties", None) or []
         if item.get_type() == ebooklib.ITEM_COVER or "cover-image" in props or item.get_id() in ids:
@@ -138,7 +154,7 @@ def _cover(doc: Any, ebooklib: Any) -> tuple[bytes, str] | None:
 def _toc_entries(toc: Any) -> list[tuple[str, str, str]]:
     """(document href, fragment, title) for every TOC entry, in order (nested sections flattened)."""
     out = []
-    for entry in toc:
+    for entry in toc if isinstance(toc, tuple | list) else [toc]:  # ebooklib gives a bare Link for a one-entry TOC
         if isinstance(entry, tuple | list):
             section, children = entry[0], entry[1]
             if getattr(section, "href", None):
@@ -285,7 +301,8 @@ _MD_ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+\S")
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
 _PLAIN_CHAPTER = re.compile(r"^\s*((chapter|book|part|volume|letter|canto)\s+([IVXLC]+|\d+|[a-z]+(-[a-z]+)?)\b.*|"
                             r"[IVXLC]+\.?|(prologue|epilogue|preface|introduction|foreword)\b.*)\s*$", re.I)
-_PAGE_NUMBER = re.compile(r"^\s*(?:[-–—]\s*)?(?:\d{1,4}|[ivxlc]{1,6})(?:\s*[-–—])?\s*$|^\s*\[(?:Pg|Page|p\.)\s*\w+\]\s*$", re.I)
+# a line holding only a page number: digits, or lower-case roman (front matter); upper-case roman lines are chapter headings
+_PAGE_NUMBER = re.compile(r"^\s*(?:[-–—]\s*)?(?:\d{1,4}|[ivxlc]{1,6})(?:\s*[-–—])?\s*$|^\s*\[(?i:Pg|Page|p\.)\s*\w+\]\s*$")
 _INLINE_PAGE = re.compile(r"\s*\[(?:Pg|Page)\s*\w+\]\s*", re.I)
 _ILLUSTRATION = re.compile(r"\[Illustration[^\]]*\]", re.I)
 _FOOTNOTE_MARK = re.compile(r"(?<=[\w.,;:!?”\"'])\[(?:\d{1,3}|[*†‡])\]|(?<=[\w.,;”\"'])[¹²³⁴⁵⁶⁷⁸⁹⁰]+")

@@ -91,6 +91,8 @@ def convert(text: str, fmt: str = "auto", source: str | None = None) -> Converte
     found = detect(text) if fmt == "auto" else fmt
     lines = text.split("\n")
     if found == "higgs":
+        if fmt == "auto":
+            _no_json(lines, source)
         return Converted(text, "higgs", tuple(range(1, len(lines) + 1)))
     if found == "jsonl":
         return _from_json(text, source)
@@ -109,6 +111,14 @@ def convert(text: str, fmt: str = "auto", source: str | None = None) -> Converte
             where.append(number)
     speakers = {_label(found, n): ours[n] for n in labels}
     return Converted("\n".join(out), found, tuple(where), speakers, tuple(notes))
+
+
+def _no_json(lines: list[str], source: str | None) -> None:
+    """JSON is never read aloud: a JSON object line in what looks like a transcript is refused, naming the line."""
+    for number, line in enumerate(lines, start=1):
+        if line.lstrip().startswith("{") and _json_object(line.strip()) is not None:
+            raise TranscriptError("this line is a JSON object, which would be read aloud; for a JSONL script every line "
+                                  "must be one (then it is detected), or force it with --format jsonl", source, number)
 
 
 def _tags(pattern: re.Pattern[str], line: str, fmt: str) -> list[re.Match[str]]:

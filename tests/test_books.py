@@ -96,6 +96,58 @@ def test_epub_builds_directly_to_an_m4b_with_one_chapter_mark_per_chapter(tmp_pa
     assert again.exit_code == 0 and not any(c["built"] for c in json.loads(again.stdout)["chapters"])
 
 
+def _variant(tmp_path: Path, name: str, edit) -> Path:
+    """A copy of the Alice EPUB with `edit(filename, data) -> data | None` applied to each member (None drops it)."""
+    import zipfile
+
+    path = tmp_path / name
+    with zipfile.ZipFile(ALICE) as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            data = edit(info.filename, src.read(info))
+            if data is not None:
+                dst.writestr(info, data, compress_type=zipfile.ZIP_STORED if info.filename == "mimetype" else zipfile.ZIP_DEFLATED)
+    return path
+
+
+def _epub2(name: str, data: bytes) -> bytes | None:
+    """EPUB 2: OPF version 2.0, no EPUB 3 nav document, cover only through <meta name="cover">."""
+    if name.endswith("toc.xhtml"):
+        return None
+    if name.endswith("content.opf"):
+        data = data.replace(b'version="3.0"', b'version="2.0"').replace(b' properties="cover-image"', b"")
+        return re.sub(rb'<item href="toc.xhtml"[^>]*/>', b"", data)
+    return data
+
+
+def _no_toc(name: str, data: bytes) -> bytes | None:
+    data = _epub2(name, data)
+    if name.endswith("toc.ncx"):
+        data = re.sub(rb"<navMap>.*</navMap>", b"<navMap/>", data, flags=re.S)
+    return data
+
+
+def test_epub2_and_an_epub_without_a_toc(tmp_path):
+    book = read_book(_variant(tmp_path, "alice2.epub", _epub2))
+    assert [p.title for p in book.parts if p.kind == "chapter"] == TOC  # titles from the NCX
+    assert book.cover is not None and book.cover[0][:2] == b"\xff\xd8" and book.author == "Lewis Carroll"
+    bare = read_book(_variant(tmp_path, "bare.epub", _no_toc))
+    assert [p.title for p in bare.parts if p.kind == "chapter"] == TOC  # from each chapter's own heading
+    assert bare.words >= 0.98 * bare.source_words
+
+
+def test_drm_epub_is_refused(tmp_path):
+    import zipfile
+
+    encryption = (b'<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:container"><EncryptedData>'
+                  b'<CipherData><CipherReference URI="OEBPS/3024803926727201407_11-h-1.htm.xhtml"/></CipherData>'
+                  b"</EncryptedData></encryption>")
+    path = _variant(tmp_path, "locked.epub", lambda name, data: data)
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("META-INF/encryption.xml", encryption)
+    result = run("import", str(path), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "encrypted (DRM)" in result.stderr and not (tmp_path / "out").exists()
+
+
 def test_markdown_book_chapters_from_headings(tmp_path):
     out = tmp_path / "md"
     result = run("import", str(INPUTS / "vibevoice_book_chapter.md"), "-o", str(out), "--json")

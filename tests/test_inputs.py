@@ -193,3 +193,9 @@ def test_dia_script_renders_two_distinct_voices_with_every_turn(tmp_path):
     assert [c["speaker"] for c in doc["chunks"]] == ["SPEAKER0", "SPEAKER1", "SPEAKER0", "SPEAKER1"]
     assert len({v["voice"] for v in doc["speakers"].values()}) == 2
     assert all(c["end"] - c["start"] > 0.3 for c in doc["chunks"]) and sf.info(str(out)).duration >= doc["chunks"][-1]["end"]
+
+
+def test_a_json_line_in_a_transcript_is_refused_not_read_aloud():
+    with pytest.raises(TranscriptError, match=r"<text>:2: this line is a JSON object"):
+        load('Hello there.\n{"speaker": "a", "text": "Hi"}')
+    assert load('Hello.\n{"text": "braces read as written"}', "higgs").segments  # forced: the user's call
