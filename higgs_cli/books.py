@@ -222,6 +222,9 @@ class _Reader:
         if kind & {"pagebreak", "doc-pagebreak", "pagenum", "page-number"}:
             self.dropped["page numbers"] = self.dropped.get("page numbers", 0) + 1
             return True
+        if kind & {"running-head", "runninghead", "running-header", "runhead"}:
+            self.dropped["running heads"] = self.dropped.get("running heads", 0) + 1
+            return True
         if "pg-boilerplate" in kind:  # Project Gutenberg's header/footer: a licence part of its own
             before = self.book.parts[-1] if self.book.parts else None
             self.start("Project Gutenberg licence and notes", "licence")

@@ -43,23 +43,30 @@ class Lexicon:
     entries: tuple[Entry, ...]
     source: str = ""
 
-    def apply(self, text: str, engine: str) -> str:
-        """Replace every whole-word match outside sound-event markup and phoneme blocks."""
+    def apply(self, text: str, engine: str, changes: list[tuple[str, str]] | None = None) -> str:
+        """Replace every whole-word match outside sound-event markup and phoneme blocks; (word, replacement) pairs
+        are appended to `changes` when given."""
         parts = _MARKUP.split(text)
         for i in range(0, len(parts), 2):
-            parts[i] = self._replace(parts[i], engine)
+            parts[i] = self._replace(parts[i], engine, changes)
         return "".join(parts)
 
     @cached_property
     def patterns(self) -> list[tuple[Entry, re.Pattern[str]]]:
         return [(e, re.compile(rf"(?<!\w){re.escape(e.word)}(?!\w)", 0 if e.word != e.word.lower() else re.I)) for e in self.entries]
 
-    def _replace(self, text: str, engine: str) -> str:
+    def _replace(self, text: str, engine: str, changes: list[tuple[str, str]] | None) -> str:
         for entry, pattern in self.patterns:
             new = entry.replacement(engine)
             if new is not None:
-                text = pattern.sub(lambda _m, new=new: new, text)
+                text = pattern.sub(lambda m, new=new: _note(changes, m.group(0), new), text)
         return text
+
+
+def _note(changes: list[tuple[str, str]] | None, word: str, new: str) -> str:
+    if changes is not None:
+        changes.append((word, new))
+    return new
 
 
 def _entry(word: str, value: object, where: str) -> Entry:

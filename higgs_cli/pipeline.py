@@ -85,8 +85,8 @@ def spoken_chunks(chunks: tuple[Chunk, ...], voices: dict[str, Voice], options: 
     numbers = NUMBERS_BY_ENGINE.get(engine, "words") if options.speech.numbers == "auto" else options.speech.numbers
     out, notes = [], []
     for chunk in chunks:
-        said, warnings = spoken(chunk.text, voices[chunk.speaker].language or "en", numbers, options.speech.lexicon, engine)
-        notes += [Note(chunk.line, "warning", w) for w in warnings]
+        said, found = spoken(chunk.text, voices[chunk.speaker].language or "en", numbers, options.speech.lexicon, engine)
+        notes += [Note(chunk.line, kind, message) for kind, message in found]
         out.append(chunk if said == chunk.text else replace(chunk, text=said, written=chunk.text))
     return tuple(out), tuple(notes)
 

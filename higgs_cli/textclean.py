@@ -20,6 +20,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import UsageError
 from .options import EMOJI_MODES, NUMBER_MODES, SCRIPT_FORMATS, SpeechOptions
@@ -104,10 +105,23 @@ def clean_text(text: str, options: CleanOptions | None = None) -> tuple[str, lis
             continue
         line = _characters(line, number, options, notes)
         if options.markup and not fenced:
-            line = _ssml(line, number, notes)
-            line = _markdown(line, number, notes)
+            line = _outside_controls(line, lambda part, n=number: _markdown(_ssml(part, n, notes), n, notes))
         out.append(line)
     return "\n".join(out), notes
+
+
+def _outside_controls(line: str, clean: Any) -> str:
+    """Clean the text between control tags; `[music: my_bed_.ogg]` keeps its file name as written."""
+    from .transcript import CONTROL_TAG
+
+    tags = list(CONTROL_TAG.finditer(line))
+    if not tags:
+        return clean(line)
+    pieces, pos = [], 0
+    for m in tags:
+        pieces += [clean(line[pos:m.start()]) if line[pos:m.start()].strip() else line[pos:m.start()], m.group(0)]
+        pos = m.end()
+    return "".join(pieces) + (clean(line[pos:]) if line[pos:].strip() else line[pos:])
 
 
 def _characters(line: str, number: int, options: CleanOptions, notes: list[Note]) -> str:
@@ -270,22 +284,45 @@ def _date(month: int, day: int, year: str | None) -> str:
     return words + (f", {_n2w(int(year), to='year')}" if year else "")
 
 
-def numbers_to_words(text: str) -> str:
-    """English numbers, currencies, percentages, dates, times, ordinals and abbreviations as a person reads them."""
-    for pattern, words in _ABBREVIATION_RES:
-        text = pattern.sub(words, text)
-    text = _MONEY.sub(_money, text)
-    text = _PERCENT.sub(lambda m: f"{_number(m.group('num').lstrip('-'))} percent" if not m.group("num").startswith("-")
-                        else f"minus {_number(m.group('num')[1:])} percent", text)
-    text = _ISO_DATE.sub(lambda m: _date(int(m.group("m")), int(m.group("d")), m.group("y"))
-                         if 1 <= int(m.group("m")) <= 12 and 1 <= int(m.group("d")) <= 31 else m.group(0), text)
-    text = _MONTH_DATE.sub(lambda m: _date(_MONTHS.index(m.group("month")) + 1, int(m.group("d")), m.group("y"))
-                           if 1 <= int(m.group("d")) <= 31 else m.group(0), text)
-    text = _TIME.sub(_time, text)
-    text = _ORDINAL.sub(lambda m: _n2w(int(m.group("num")), to="ordinal"), text)
-    text = _DECADE.sub(lambda m: _decade(int(m.group("y"))), text)
-    text = _YEAR.sub(lambda m: _n2w(int(m.group("y")), to="year"), text)
-    return _NUMBER.sub(lambda m: ("minus " if m.group("neg") else "") + _number(m.group("num")), text)
+def _percent(m: re.Match[str]) -> str:
+    num = m.group("num")
+    return f"minus {_number(num[1:])} percent" if num.startswith("-") else f"{_number(num)} percent"
+
+
+def _iso_date(m: re.Match[str]) -> str:
+    month, day = int(m.group("m")), int(m.group("d"))
+    return _date(month, day, m.group("y")) if 1 <= month <= 12 and 1 <= day <= 31 else m.group(0)
+
+
+def _month_date(m: re.Match[str]) -> str:
+    day = int(m.group("d"))
+    return _date(_MONTHS.index(m.group("month")) + 1, day, m.group("y")) if 1 <= day <= 31 else m.group(0)
+
+
+def _rules() -> list[tuple[re.Pattern[str], Any]]:
+    """Applied in this order: abbreviations, money, percentages, dates, times, ordinals, decades, years, other numbers."""
+    return [*((pattern, lambda m, w=words: w) for pattern, words in _ABBREVIATION_RES),
+            (_MONEY, _money), (_PERCENT, _percent), (_ISO_DATE, _iso_date), (_MONTH_DATE, _month_date), (_TIME, _time),
+            (_ORDINAL, lambda m: _n2w(int(m.group("num")), to="ordinal")), (_DECADE, lambda m: _decade(int(m.group("y")))),
+            (_YEAR, lambda m: _n2w(int(m.group("y")), to="year")),
+            (_NUMBER, lambda m: ("minus " if m.group("neg") else "") + _number(m.group("num")))]
+
+
+def numbers_to_words(text: str, changes: list[tuple[str, str]] | None = None) -> str:
+    """English numbers, currencies, percentages, dates, times, ordinals and abbreviations as a person reads them.
+    Each replacement is appended to `changes` as (written, spoken) when given."""
+    for pattern, read in _rules():
+        text = pattern.sub(_recorded(read, changes), text)
+    return text
+
+
+def _recorded(read: Any, changes: list[tuple[str, str]] | None) -> Any:
+    def replace(m: re.Match[str]) -> str:
+        new = read(m)
+        if changes is not None and new != m.group(0):
+            changes.append((m.group(0), new))
+        return new
+    return replace
 
 
 def _decade(year: int) -> str:
@@ -305,17 +342,23 @@ def unspeakable(text: str, language: str) -> tuple[str, list[str]]:
     return re.sub(r"\s{2,}", " ", text).strip() if found else text, found
 
 
-def spoken(text: str, language: str = "en", numbers: str = "words", lexicon: object | None = None,
-           engine: str = "") -> tuple[str, list[str]]:
-    """What the engine is given for a chunk's text: numbers read out (English voices), unspeakable scripts dropped,
-    then the lexicon; with warnings to report against the chunk's line."""
-    warnings = []
+def spoken(text: str, language: str = "en", numbers: str = "words", lexicon: Any = None,
+           engine: str = "") -> tuple[str, list[tuple[str, str]]]:
+    """What the engine is given for a chunk's text: numbers read out (English voices, non-CJK text), unspeakable
+    scripts dropped, then the lexicon; with (kind, message) notes to report against the chunk's line."""
+    notes: list[tuple[str, str]] = []
     if numbers == "words" and language.lower().startswith("en") and not _CJK.search(text):
-        text = numbers_to_words(text)
+        changes: list[tuple[str, str]] = []
+        text = numbers_to_words(text, changes)
+        if changes:
+            notes.append(("converted", "read out: " + "; ".join(f"{a!r} -> {b!r}" for a, b in changes)))
     text, dropped = unspeakable(text, language)
     if dropped:
-        warnings.append(f"{' and '.join(dropped)} letters dropped: a voice for {language!r} cannot speak them; "
-                        "give this speaker a voice in that language")
+        notes.append(("warning", f"{' and '.join(dropped)} letters dropped: a voice for {language!r} cannot speak them; "
+                                 "give this speaker a voice in that language"))
     if lexicon is not None:
-        text = lexicon.apply(text, engine)
-    return text, warnings
+        changes = []
+        text = lexicon.apply(text, engine, changes)
+        if changes:
+            notes.append(("converted", "lexicon: " + "; ".join(f"{a!r} -> {b!r}" for a, b in dict.fromkeys(changes))))
+    return text, notes

@@ -139,6 +139,7 @@ def test_numbers_keep_leaves_digits_and_text_stays_as_written():
     assert doc["chunks"][0]["spoken"] == doc["chunks"][0]["text"] == "Chapter 3 costs $4."
     doc = dry_run("--text", "Chapter 3 costs $4.")
     assert doc["chunks"][0]["text"] == "Chapter 3 costs $4." and doc["chunks"][0]["spoken"] == "Chapter three costs four dollars."
+    assert {"line": 1, "kind": "converted", "message": "read out: '$4' -> 'four dollars'; '3' -> 'three'"} in doc["input"]["notes"]
 
 
 def test_right_to_left_letters_on_an_english_voice_warn_naming_the_line():
@@ -155,6 +156,7 @@ def test_lexicon_changes_the_spoken_text_and_the_cache_key(tmp_path):
     doc = dry_run("--text", "Mr. Nguyen runs Kubernetes in the US; us too. Nguyenville.", "--lexicon", str(lex))
     assert doc["chunks"][0]["spoken"] == "Mister win runs koo ber net eez in the United States; us too. Nguyenville."
     assert doc["chunks"][0]["key"] != plain["chunks"][0]["key"] and doc["chunks"][0]["text"] == plain["chunks"][0]["text"]
+    assert any(n["message"].startswith("lexicon: ") and "'Nguyen' -> 'win'" in n["message"] for n in doc["input"]["notes"])
     piper = json.loads(run("generate", "--text", "Kubernetes and GIF.", "--lexicon", str(lex), "--dry-run", "--json",
                            "--engine", "piper").stdout)
     assert piper["chunks"][0]["spoken"] == "[[kuːbɚˈnɛtiːz]] and [[dʒɪf]]."  # Piper takes IPA
@@ -199,3 +201,8 @@ def test_a_json_line_in_a_transcript_is_refused_not_read_aloud():
     with pytest.raises(TranscriptError, match=r"<text>:2: this line is a JSON object"):
         load('Hello there.\n{"speaker": "a", "text": "Hi"}')
     assert load('Hello.\n{"text": "braces read as written"}', "higgs").segments  # forced: the user's call
+
+
+def test_control_tags_are_not_cleaned_as_markdown():
+    text, notes = clean_text("Intro [music: _bed_take_2_.ogg] **Bold** words.")
+    assert text == "Intro [music: _bed_take_2_.ogg] Bold words." and [n.message for n in notes] == ["Markdown emphasis marks"]
