@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
+from .cli_check import QaMode, QaModel, RetakeChunks, Retakes, parse_chunks, qa_options
 from .cli_import import Emoji, Format, LexiconOpt, Numbers, import_cmd
 from .cli_model import model_app
 from .errors import EngineUnavailable, HiggsError, UsageError
@@ -27,6 +28,7 @@ from .options import (
     DUCK_DB,
     EMOTIONS,
     MUSIC_GAIN_DB,
+    QA_RETAKES,
     FinishOptions,
     HiggsSettings,
     RenderOptions,
@@ -215,7 +217,7 @@ def _cache(cache_dir: Path | None, no_cache: bool):
 
 def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool, as_json: bool, quiet: bool,
              engine: str | None = None, voice: Any = None, cache: Any = None, jobs: int = 1,
-             subtitles: Path | None = None, stems: Path | None = None) -> None:
+             subtitles: Path | None = None, stems: Path | None = None, retake_chunks: frozenset[int] = frozenset()) -> None:
     """Plan, then print the plan (dry run) or render it; `voice` gives every speaker one voice."""
     from . import engines
     from .pipeline import chunk_keys, make_plan, manifest, render
@@ -254,7 +256,7 @@ def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool,
         bar.update(task, total=len(plan.chunks))
     try:
         doc = render(plan, output, (lambda p: bar.update(task, completed=p.done)) if bar else None, cache=cache, jobs=jobs,
-                     subtitles=subtitles, stems=stems)
+                     subtitles=subtitles, stems=stems, retake_chunks=retake_chunks)
     finally:
         if bar:
             bar.stop()
@@ -265,6 +267,9 @@ def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool,
         reused = len(plan.chunks) - doc["rendered"]
         err.print(f"wrote {output} ({doc['duration']:.1f} s, {len(plan.chunks)} chunks, {reused} from cache, {engine}; {voices})",
                   soft_wrap=True)
+    from .cli_check import settle
+
+    settle(doc, lambda line: err.print(line, soft_wrap=True), quiet)
 
 
 def _print_plan(doc: dict) -> None:
@@ -330,6 +335,7 @@ def generate(
     scene: Scene = None, ref_in_system: RefInSystem = False, emotion: Emotion = None, speed: Speed = None,
     decoder: Decoder = None, batch: Batch = None, chain_words: ChainWords = None,
     script_format: Format = "auto", emoji: Emoji = "remove", numbers: Numbers = "auto", lexicon: LexiconOpt = None,
+    qa: QaMode = "auto", retakes: Retakes = QA_RETAKES, qa_model: QaModel = None, retake_chunks: RetakeChunks = None,
 ) -> None:
     """Turn a transcript or text into speech; every speaker gets a voice."""
     higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
@@ -340,8 +346,9 @@ def generate(
     options = _job_options(engine, chunk, max_words, seed, voice, True, higgs)
     options = _finishing(options, music, music_gain, music_intro, music_outro, duck, loudness, title, author, cover, max_silence)
     options = replace(options, speech=_speech(numbers, lexicon))
+    options = replace(options, qa=qa_options(qa, retakes, qa_model))
     _run_job(_load_script(transcript, text, script_format, emoji), options, out_path, dry_run, as_json, quiet,
-             cache=_cache(cache_dir, no_cache), jobs=jobs, subtitles=subtitles, stems=stems)
+             cache=_cache(cache_dir, no_cache), jobs=jobs, subtitles=subtitles, stems=stems, retake_chunks=parse_chunks(retake_chunks))
 
 
 @app.command()
@@ -365,6 +372,7 @@ def dialogue(
     scene: Scene = None, ref_in_system: RefInSystem = False, decoder: Decoder = None, batch: Batch = None,
     chain_words: ChainWords = None,
     script_format: Format = "auto", emoji: Emoji = "remove", numbers: Numbers = "auto", lexicon: LexiconOpt = None,
+    qa: QaMode = "auto", retakes: Retakes = QA_RETAKES, qa_model: QaModel = None, retake_chunks: RetakeChunks = None,
 ) -> None:
     """Render a multi-speaker script, one clearly distinct voice per speaker."""
     higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
@@ -377,8 +385,9 @@ def dialogue(
     script = _load_script(transcript, text, script_format, emoji)
     if len(script.speakers) < 2 and not quiet:
         err.print("[dim]note: only one speaker in this script; `higgs generate` is the usual command for it[/]")
+    options = replace(options, qa=qa_options(qa, retakes, qa_model))
     _run_job(script, options, out_path, dry_run, as_json, quiet, cache=_cache(cache_dir, no_cache), jobs=jobs,
-             subtitles=subtitles, stems=stems)
+             subtitles=subtitles, stems=stems, retake_chunks=parse_chunks(retake_chunks))
 
 
 @app.command()
@@ -399,6 +408,7 @@ def clone(
     temperature: Annotated[float, typer.Option(help="higgs: sampling temperature 0..1.5 (0.3 suits cloning).", rich_help_panel="Higgs engine")] = 0.3,
     top_k: TopK = None, top_p: TopP = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
     scene: Scene = None, ref_in_system: RefInSystem = False, emotion: Emotion = None, speed: Speed = None,
+    qa: QaMode = "auto", retakes: Retakes = QA_RETAKES, qa_model: QaModel = None, retake_chunks: RetakeChunks = None,
 ) -> None:
     """Speak text in the voice of a reference clip (needs the higgs engine; --save-as works everywhere)."""
     from . import voices
@@ -420,9 +430,9 @@ def clone(
     voices.prepare_clip(ref)  # fail early on a corrupt, silent or badly sized clip
     found = voices.resolve(str(ref.resolve()))  # picks up a sibling .txt/.yaml when present
     voice = replace(found, transcript=ref_text or found.transcript)
-    options = RenderOptions(engine=name, chunk=chunk, max_words=max_words, seed=seed, higgs=higgs)
+    options = RenderOptions(engine=name, chunk=chunk, max_words=max_words, seed=seed, higgs=higgs, qa=qa_options(qa, retakes, qa_model))
     _run_job(_load_script(transcript, text), options, out_path, dry_run, as_json, quiet, engine=name, voice=voice,
-             cache=_cache(cache_dir, no_cache))
+             cache=_cache(cache_dir, no_cache), retake_chunks=parse_chunks(retake_chunks))
 
 
 def _clone_engine(requested: str, settings: HiggsSettings, saved: bool, quiet: bool) -> str | None:
@@ -685,3 +695,7 @@ def inspect_cmd(
 
 
 app.command("import")(reported(import_cmd))  # `higgs import BOOK -o DIR` (cli_import.py)
+
+from .cli_check import register as _register_check  # noqa: E402 - needs `reported` and the consoles above
+
+_register_check(app, out, err, reported)

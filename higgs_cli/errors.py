@@ -41,3 +41,9 @@ class EngineUnavailable(UsageError):
 
 class RenderError(HiggsError):
     """Synthesis failed at run time (exit 1)."""
+
+
+class QualityError(HiggsError):
+    """Chunks failed the quality gate in strict mode, or `higgs check` flagged some (exit 3)."""
+
+    exit_code = 3

@@ -105,6 +105,7 @@ class RenderOptions:
     max_silence: float | None = None  # shorten silences inside generated speech to at most this
     finish: FinishOptions = field(default_factory=lambda: FinishOptions())  # music mix, loudness, metadata
     speech: SpeechOptions = field(default_factory=lambda: SpeechOptions())  # numbers and lexicon: what engines are given
+    qa: QaOptions = field(default_factory=lambda: QaOptions())  # the quality gate (qa.py, takes.py)
 
 
 # --- finishing -----------------------------------------------------------------------------------
@@ -192,3 +193,39 @@ class SpeechOptions:
 
     numbers: str = "auto"  # auto (per engine, NUMBERS_BY_ENGINE), words or keep
     lexicon: Any = None  # a lexicon.Lexicon, or None
+
+
+# --- quality gate ----------------------------------------------------------------------------------
+# Every chunk heard back by Whisper and checked; failing takes re-rendered with the next derived seed (qa.py, takes.py).
+QA_MODES = ("off", "report", "retake", "strict")
+# Per-engine default of `--qa auto`, from measured costs (README, "Quality gate"): the sampled engine retakes;
+# the CPU engines are deterministic per seed and the check costs more than their rendering.
+QA_DEFAULT_MODES = {"higgs": "retake", "piper": "off", "espeak": "off"}
+QA_RETAKES = 2  # extra takes of a failing chunk before the best one is kept
+QA_MAX_RETAKES = 10
+QA_WER_MAX = 0.35  # word (or, for CJK, character) error rate above which a chunk fails ...
+QA_MIN_ERRORS = 2  # ... provided at least this many words are wrong (one misheard word in "Hello." is no failure)
+QA_TRUNCATED_MIN = 2  # expected words missing at the end: at least this many ...
+QA_TRUNCATED_SHARE = 0.15  # ... and this share of the chunk
+QA_INVENTED_MIN = 3  # heard words that are not in the text: at least this many ...
+QA_INVENTED_SHARE = 0.25  # ... and this share of the chunk
+QA_RATE_WINDOW = (1.2, 5.5)  # words per second of speech; a voice with a clip and transcript uses its own rate x [1/2, 2]
+QA_RATE_MIN_WORDS = 5  # shorter chunks skip the rate check (one long word can take a second)
+QA_MAX_GAP = 2.0  # seconds of silence inside a chunk's speech
+QA_SILENT_DB = -35.0  # a chunk whose peak stays under this is near-silent
+QA_CLIP_LEVEL = 0.999  # |sample| at or above this is clipped ...
+QA_CLIP_SHARE = 0.0005  # ... and a chunk with more than this share of such samples fails
+QA_NOISE_SECONDS = 0.3  # a run of loud, spectrally flat frames this long is a noise burst
+QA_NOISE_FLATNESS = 0.5
+QA_NOISE_DB = -30.0
+QA_VOICE_MIN = 0.75  # speaker-embedding cosine similarity to the voice's clip or anchor (cloning engines)
+QA_VOICE_MIN_SECONDS = 1.5  # shorter chunks skip the voice check
+
+
+@dataclass(frozen=True)
+class QaOptions:
+    """The quality gate: mode (auto = the engine's default), retakes per failing chunk, recogniser."""
+
+    mode: str = "auto"
+    retakes: int = QA_RETAKES
+    model: str | None = None  # Whisper hub id or local CTranslate2 dir; None = bundled tiny.en

@@ -231,6 +231,12 @@ class _Renderer:
         self.anchor_keys = all_keys(plan) if self.anchors else {}
         self.engine: engines.Engine | None = None
         self.replay: list[tuple[engines.ChunkRequest, Entry]] = []
+        # the quality gate's hooks (takes.Gate): the take of each chunk, and what a context engine was fed, to rewind it
+        self.takes = [0] * len(plan.chunks)
+        self.retakes_inline = self.width <= 1
+        self.context = bool(self.anchors) or self.cls.context_of.__func__ is not engines.Engine.context_of.__func__
+        self.fed: list[tuple[engines.ChunkRequest, Entry]] = []
+        self.anchor_fed: dict[str, tuple[engines.ChunkRequest, Entry]] = {}
 
     def __iter__(self) -> Iterator[tuple[int, Entry, bool]]:
         try:
@@ -253,6 +259,7 @@ class _Renderer:
             yield i, self._render(request, self.keys[i]), False
 
     def _reused(self, request: engines.ChunkRequest, entry: Entry) -> None:
+        self._remember(request, entry)
         if self.engine is None:  # fed to the engine if it is ever created: state only, never the audio
             self.replay.append((request, Entry(np.zeros(0, np.float32), entry.info, entry.state)))  # not a view: frees the audio
         else:
@@ -267,9 +274,10 @@ class _Renderer:
                 key = self.anchor_keys[anchor.index]
                 entry = self.cache.get(key)
                 if entry is None:
-                    self._store(self.cache, key, engine, engine.synthesize(anchor))
+                    entry = self._store(self.cache, key, engine, engine.synthesize(anchor))
                 else:
                     engine.reuse(anchor, engines.ChunkAudio(entry.audio, entry.info, entry.state))
+                self.anchor_fed[anchor.speaker] = (anchor, entry)
             for old, entry in self.replay:
                 self.engine.reuse(old, engines.ChunkAudio(entry.audio, entry.info, entry.state))
             self.replay.clear()
@@ -278,7 +286,69 @@ class _Renderer:
     def _render(self, request: engines.ChunkRequest, key: str) -> Entry:
         engine = self._start_engine()
         result = engine.synthesize(request)
-        return self._store(self.cache, key, engine, result)
+        entry = self._store(self.cache, key, engine, result)
+        self._remember(request, entry)
+        return entry
+
+    # --- takes: the quality gate's hooks (see takes.Gate) ---
+    def _remember(self, request: engines.ChunkRequest, entry: Entry) -> None:
+        if self.context and request.index >= 0:  # state only: what a rewind feeds back
+            self.fed.append((request, Entry(np.zeros(0, np.float32), entry.info, entry.state)))
+
+    def _rewind(self, i: int) -> None:
+        """Put the engine's context back to just before chunk `i`: restart the job and feed it what came before."""
+        self.fed = [(r, e) for r, e in self.fed if r.index < i]
+        self.replay = [(r, e) for r, e in self.replay if r.index < i]
+        if self.engine is None or not self.context:
+            return
+        self.engine.begin(self.plan)
+        for anchor, entry in self.anchor_fed.values():
+            self.engine.reuse(anchor, engines.ChunkAudio(entry.audio, entry.info, entry.state))
+        for request, entry in self.fed:
+            self.engine.reuse(request, engines.ChunkAudio(entry.audio, entry.info, entry.state))
+
+    def _retarget(self, i: int, take: int) -> None:
+        from .takes import take_seed
+
+        seeds = list(self.plan.seeds)
+        seeds[i] = take_seed(self.base_seeds[i], take)
+        self.plan = replace(self.plan, seeds=tuple(seeds))
+        self.keys, self.takes[i] = chunk_keys(self.plan), take
+
+    def take(self, i: int, take: int) -> tuple[Entry, bool]:
+        """Take `take` of chunk `i` (from the cache, or rendered in the context the kept earlier chunks give);
+        later chunks' keys, and so their context, follow it."""
+        self._retarget(i, take)
+        self._rewind(i)
+        request, entry = self.plan.request(i), self.cache.get(self.keys[i])
+        if entry is not None:
+            self._reused(request, entry)
+            return entry, True
+        return self._render(request, self.keys[i]), False
+
+    def keep(self, i: int, take: int, entry: Entry) -> None:
+        """Settle on an earlier take of chunk `i` after later ones were tried."""
+        self._retarget(i, take)
+        self._rewind(i)
+        self._reused(self.plan.request(i), entry)
+
+    @property
+    def base_seeds(self) -> tuple[int, ...]:
+        return chunk_seeds(self.plan.options.seed, self.plan.chunks)
+
+    def base_key(self, i: int) -> str:
+        """Chunk `i`'s key at take 0, in the context of the takes kept before it: its record's key."""
+        seeds = list(self.plan.seeds)
+        seeds[i] = self.base_seeds[i]
+        return chunk_keys(replace(self.plan, seeds=tuple(seeds)))[i]
+
+    def anchor_audio(self, speaker: str) -> np.ndarray | None:
+        """The audio of a clip-less speaker's anchor: what the voice check compares that speaker's chunks with."""
+        if speaker in self.anchor_fed:
+            return self.anchor_fed[speaker][1].audio
+        anchor = next((a for a in self.anchors if a.speaker == speaker), None)
+        entry = self.cache.get(self.anchor_keys[anchor.index]) if anchor is not None else None
+        return entry.audio if entry is not None else None
 
     @staticmethod
     def _store(cache: ChunkCache, key: str, engine: engines.Engine, result: engines.ChunkAudio) -> Entry:
@@ -420,17 +490,24 @@ class _Timeline:
     infos: list[dict]
     cues: list[tuple[float, str | None]]
     duration: float = 0.0
+    plan: Plan | None = None  # the plan as rendered: the quality gate may have changed chunks' takes (seeds)
+    keys: list[str] | None = None
 
 
 def _speech_pass(plan: Plan, target: Path, keys: list[str], cache: ChunkCache, jobs: int, subtype: str | None,
-                 on_progress: Callable[[Progress], None] | None) -> _Timeline:
+                 on_progress: Callable[[Progress], None] | None, gate: Any = None, takes: list[int] | None = None) -> _Timeline:
     from .mixing import shorten_silences
 
     started = time.monotonic()
     line = _Timeline([], [], [(0.0, plan.options.music)] if plan.options.music else [])
+    renderer = _Renderer(plan, keys, cache, jobs)
+    renderer.takes = list(takes or renderer.takes)
     with AudioWriter(target, SAMPLE_RATE, subtype) as writer:
-        for i, entry, hit in _Renderer(plan, keys, cache, jobs):
+        for i, entry, hit in renderer:
             chunk = plan.chunks[i]
+            qa = None
+            if gate is not None:
+                entry, hit, qa = gate.settle(renderer, i, entry, hit)
             audio = fade_edges(trim_silence(entry.audio, SAMPLE_RATE), SAMPLE_RATE)
             if plan.options.max_silence is not None:
                 audio = shorten_silences(audio, SAMPLE_RATE, plan.options.max_silence)
@@ -443,18 +520,23 @@ def _speech_pass(plan: Plan, target: Path, keys: list[str], cache: ChunkCache, j
             end = writer.frames / SAMPLE_RATE
             line.timings.append((start, end))
             line.cues += [(end, _cue_path(c.music, plan)) for c in chunk.controls_after if c.kind == "music"]
-            line.infos.append({**entry.info, "cached": hit})
+            line.infos.append({**entry.info, "cached": hit, **({"take": renderer.takes[i]} if renderer.takes[i] else {}),
+                               **({"qa": qa} if qa is not None else {})})
             if on_progress:
                 on_progress(Progress(i + 1, len(plan.chunks), time.monotonic() - started, chunk, hit))
         if plan.chunks:
             writer.write(silence(sum(c.seconds for c in plan.chunks[-1].controls_after if c.kind == "pause"), SAMPLE_RATE))
         line.duration = writer.frames / SAMPLE_RATE
+    line.plan, line.keys = renderer.plan, renderer.keys
     return line
 
 
 def render(plan: Plan, output: Path, on_progress: Callable[[Progress], None] | None = None, cache: ChunkCache | None = None,
-           jobs: int = 1, subtitles: Path | None = None, stems: Path | None = None) -> dict[str, Any]:
+           jobs: int = 1, subtitles: Path | None = None, stems: Path | None = None, retake_chunks: frozenset[int] = frozenset()) -> dict[str, Any]:
     """Synthesise (or fetch from the cache) every chunk in order and stream the joined speech to `output`.
+
+    Each chunk uses its kept take (takes.py); `retake_chunks` get a new take. The quality gate (`options.qa`)
+    hears every chunk as it comes and, in retake mode, re-renders failing ones before they are written.
 
     With music, a loudness target, stems or an m4a/m4b output, the speech goes to a temporary float
     wav first and the finishing pass (mixing.finish) writes `output`; either way it appears atomically.
@@ -470,17 +552,21 @@ def render(plan: Plan, output: Path, on_progress: Callable[[Progress], None] | N
     if subtitles:
         check_subtitle_path(subtitles)
     cache = cache or ChunkCache(None)
+    from .takes import prepare
+
+    ready = prepare(plan, cache, chunk_keys, retake_chunks)
+    plan = ready.plan
     keys = chunk_keys(plan)
     if not needs_finishing(plan, output, stems):
-        line = _speech_pass(plan, output, keys, cache, jobs, None, on_progress)
-        doc = manifest(plan, output, keys, line.timings, line.duration, line.infos)
+        line = _speech_pass(plan, output, keys, cache, jobs, None, on_progress, ready.gate, ready.takes)
+        doc = manifest(line.plan, output, line.keys, line.timings, line.duration, line.infos)
     else:
         validate(plan.options.finish)
         fd, speech = tempfile.mkstemp(prefix=f".{output.name}.speech.", suffix=".wav", dir=output.parent)
         os.close(fd)
         try:
-            line = _speech_pass(plan, Path(speech), keys, cache, jobs, "FLOAT", on_progress)
-            doc = manifest(plan, output, keys, line.timings, line.duration, line.infos)
+            line = _speech_pass(plan, Path(speech), keys, cache, jobs, "FLOAT", on_progress, ready.gate, ready.takes)
+            doc = manifest(line.plan, output, line.keys, line.timings, line.duration, line.infos)
             regions = [(a, b, c.speaker) for (a, b), c in zip(line.timings, plan.chunks, strict=True) if b > a]
             result = finish(Path(speech), output, speech_regions=regions, music_cues=line.cues, options=plan.options.finish,
                             chapters=_chapters(doc, line.duration), stems=stems)
@@ -488,6 +574,7 @@ def render(plan: Plan, output: Path, on_progress: Callable[[Progress], None] | N
             Path(speech).unlink(missing_ok=True)
         _shift(doc, result["offset"])
         doc["duration"], doc["finish"] = result["duration"], result
+    ready.summarise(doc)
     if subtitles:
         doc["subtitles"] = {"path": str(subtitles), "cues": write_subtitles(doc["chunks"], subtitles)}
     return doc

@@ -1,0 +1,227 @@
+"""The quality gate's checks: one rendered chunk -> a Verdict (passed, error rate, what was heard, reasons).
+
+Checks, each adding a reason that starts with its name: `text` (word error rate, or character error rate
+for CJK, against the words the engine was given), `truncated` (expected words missing at the end),
+`invented` (heard words that are not in the text), `rate` (speaking rate outside the voice's window),
+`silent`, `clipping`, `gap` (a long silence inside the speech), `noise` (a burst of loud broadband noise)
+and, for engines that clone or sample a voice, `voice` (speaker-embedding similarity to the voice's clip
+or anchor). A chunk passes when no check gives a reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import options as o
+from .asr import Recognizer, align, is_cjk, tokens
+
+_FRAME = 0.02  # seconds per analysis frame
+_SUNG = re.compile(r"<SE_[se]>\[(?:Humming|Singing|Music)\]")  # sung or hummed passages are not read text
+
+
+@dataclass
+class Verdict:
+    """What the gate found in one take of one chunk."""
+
+    passed: bool
+    wer: float | None
+    asr: str | None
+    reasons: list[str] = field(default_factory=list)
+    metric: str = "wer"  # "cer" for CJK text
+    similarity: float | None = None
+
+    def doc(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"passed": self.passed, self.metric: self.wer, "asr": self.asr, "reasons": list(self.reasons)}
+        if self.metric != "wer":
+            out["wer"] = self.wer  # the field every reader looks for; `metric` says what it measured
+            out["metric"] = self.metric
+        if self.similarity is not None:
+            out["voice_similarity"] = self.similarity
+        return out
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Verdict:
+        return cls(bool(doc["passed"]), doc.get("wer"), doc.get("asr"), list(doc.get("reasons") or []),
+                   doc.get("metric", "wer"), doc.get("voice_similarity"))
+
+    def score(self) -> tuple[int, int, float]:
+        """Lower is better: passed first, then fewer reasons, then fewer errors."""
+        return (0 if self.passed else 1, len(self.reasons), self.wer if self.wer is not None else 1.0)
+
+
+# --- text --------------------------------------------------------------------------------------------
+def text_reasons(expected_text: str, heard: str) -> tuple[float | None, list[str], str]:
+    """(error rate, reasons, metric) for what was heard against what the engine was given."""
+    expected, got = tokens(expected_text), tokens(heard)
+    metric = "cer" if is_cjk(expected_text) else "wer"
+    unit = "characters" if metric == "cer" else "words"
+    if not expected:
+        return None, [], metric
+    a = align(expected, got)
+    rate, reasons = round(a.rate, 3), []
+    if a.rate > o.QA_WER_MAX and a.errors >= o.QA_MIN_ERRORS:
+        reasons.append(f"text: {metric.upper()} {a.rate:.2f} ({a.errors} of {len(expected)} {unit} wrong)")
+    lost = a.trailing_deletions
+    if lost >= o.QA_TRUNCATED_MIN and lost >= o.QA_TRUNCATED_SHARE * len(expected):
+        reasons.append(f"truncated: the last {lost} of {len(expected)} {unit} are missing")
+    extra = a.invented
+    if extra >= o.QA_INVENTED_MIN and extra >= o.QA_INVENTED_SHARE * len(expected):
+        reasons.append(f"invented: {extra} {unit} heard that are not in the text")
+    return rate, reasons, metric
+
+
+def rate_reasons(words: int, seconds: float, window: tuple[float, float]) -> list[str]:
+    """Speaking rate in words per second of (trimmed) speech against the voice's window."""
+    if words < o.QA_RATE_MIN_WORDS or seconds <= 0:
+        return []
+    rate = words / seconds
+    if rate < window[0]:
+        return [f"rate: {rate:.1f} words/s is slower than {window[0]:.1f} ({seconds:.1f} s for {words} words)"]
+    if rate > window[1]:
+        return [f"rate: {rate:.1f} words/s is faster than {window[1]:.1f} ({seconds:.1f} s for {words} words)"]
+    return []
+
+
+def voice_rate_window(clip_seconds: float | None, clip_words: int) -> tuple[float, float]:
+    """A voice with a clip and its transcript speaks at about the clip's rate: half to double it; else the default."""
+    if not clip_seconds or clip_words < o.QA_RATE_MIN_WORDS:
+        return o.QA_RATE_WINDOW
+    rate = clip_words / clip_seconds
+    return (round(rate / 2, 2), round(rate * 2, 2))
+
+
+# --- signal ------------------------------------------------------------------------------------------
+def _frames(audio: np.ndarray, rate: int) -> np.ndarray:
+    win = max(1, round(rate * _FRAME))
+    n = len(audio) // win
+    return audio[: n * win].reshape(n, win) if n else np.zeros((0, win), np.float32)
+
+
+def _db(x: np.ndarray | float) -> Any:
+    return 20 * np.log10(np.maximum(x, 1e-9))
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, length) of every run of True."""
+    if not mask.any():
+        return []
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return list(zip(starts.tolist(), (ends - starts).tolist()))
+
+
+def signal_reasons(audio: np.ndarray, rate: int) -> list[str]:
+    """Near-silence, clipping, long silences inside the speech, and bursts of broadband noise."""
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak == 0.0 or _db(peak) < o.QA_SILENT_DB:
+        return [f"silent: peak {float(_db(peak)):.0f} dBFS (under {o.QA_SILENT_DB:.0f})"]
+    reasons = []
+    clipped = float(np.mean(np.abs(audio) >= o.QA_CLIP_LEVEL))
+    if clipped > o.QA_CLIP_SHARE:
+        reasons.append(f"clipping: {clipped:.2%} of samples at full scale")
+    frames = _frames(audio, rate)
+    level = _db(np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1)))
+    loud = np.flatnonzero(level > o.SILENCE_DB)
+    if loud.size:
+        quiet = level[loud[0]: loud[-1] + 1] <= o.SILENCE_DB
+        gaps = [(s, n) for s, n in _runs(quiet) if n * _FRAME > o.QA_MAX_GAP]
+        if gaps:
+            start, n = max(gaps, key=lambda g: g[1])
+            reasons.append(f"gap: {n * _FRAME:.1f} s of silence inside the speech at {(loud[0] + start) * _FRAME:.1f} s")
+    burst = _noise_burst(frames, level)
+    if burst:
+        reasons.append(f"noise: {burst[1]:.1f} s of broadband noise at {burst[0]:.1f} s")
+    return reasons
+
+
+def _noise_burst(frames: np.ndarray, level: np.ndarray) -> tuple[float, float] | None:
+    """The longest run of loud frames whose spectrum is flat like noise (speech is never flat for long)."""
+    if not len(frames):
+        return None
+    spectrum = np.abs(np.fft.rfft(frames * np.hanning(frames.shape[1]), axis=1))[:, 1:] ** 2 + 1e-12
+    flatness = np.exp(np.mean(np.log(spectrum), axis=1)) / np.mean(spectrum, axis=1)
+    runs = _runs((flatness > o.QA_NOISE_FLATNESS) & (level > o.QA_NOISE_DB))
+    long = [(s, n) for s, n in runs if n * _FRAME >= o.QA_NOISE_SECONDS]
+    if not long:
+        return None
+    start, n = max(long, key=lambda r: r[1])
+    return start * _FRAME, n * _FRAME
+
+
+# --- voice -------------------------------------------------------------------------------------------
+class VoiceMatcher:
+    """Speaker-embedding similarity (Resemblyzer's GE2E encoder, offline, on the CPU); references embedded once."""
+
+    def __init__(self) -> None:
+        self._encoder: Any = None
+        self._refs: dict[str, np.ndarray] = {}
+
+    def _embed(self, audio: np.ndarray, rate: int) -> np.ndarray:
+        from .asr import ASR_RATE, QaUnavailable
+        from .audio import resample
+
+        if self._encoder is None:
+            try:
+                from resemblyzer import VoiceEncoder
+            except ImportError as e:
+                raise QaUnavailable("the voice check needs resemblyzer: run `make install` (pip install --no-deps resemblyzer==0.1.4 "
+                                    "plus librosa and webrtcvad-wheels), or pass --qa off") from e
+            self._encoder = VoiceEncoder("cpu", verbose=False)
+        return self._encoder.embed_utterance(resample(audio, rate, ASR_RATE))
+
+    def similarity(self, audio: np.ndarray, rate: int, ref_name: str, reference: np.ndarray, ref_rate: int) -> float:
+        if ref_name not in self._refs:
+            self._refs[ref_name] = self._embed(reference, ref_rate)
+        return round(float(np.dot(self._embed(audio, rate), self._refs[ref_name])), 3)
+
+
+# --- the whole check ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Expected:
+    """What a chunk should be: its spoken text, language, the voice's rate window and (cloning engines) reference."""
+
+    text: str
+    language: str = "en"
+    window: tuple[float, float] = o.QA_RATE_WINDOW
+    voice: str | None = None  # name of the reference, for its cached embedding
+    reference: np.ndarray | None = None
+    reference_rate: int = o.SAMPLE_RATE
+
+
+class Checker:
+    """Runs every check on a chunk; holds the recogniser and the voice matcher (each loaded on first use)."""
+
+    def __init__(self, model: str | None = None, device: str = "cpu"):
+        self.model, self.device = model, device
+        self._asr: Recognizer | None = None
+        self.voices = VoiceMatcher()
+
+    @property
+    def asr(self) -> Recognizer:
+        if self._asr is None:
+            self._asr = Recognizer(self.model, self.device)
+        return self._asr
+
+    def check(self, audio: np.ndarray, rate: int, expected: Expected) -> Verdict:
+        from .audio import trim_silence
+
+        speech = trim_silence(np.asarray(audio, dtype=np.float32), rate)
+        reasons = signal_reasons(speech, rate)
+        if reasons and reasons[0].startswith("silent"):
+            return Verdict(False, 1.0, "", reasons)
+        heard = self.asr.transcribe(speech, rate, expected.language)
+        wer, metric = None, "wer"
+        if not _SUNG.search(expected.text):  # sung or hummed passages: Whisper cannot be held to the words
+            wer, text, metric = text_reasons(expected.text, heard)
+            reasons = text + reasons
+            reasons += rate_reasons(len(tokens(expected.text)), len(speech) / rate, expected.window) if metric == "wer" else []
+        similarity = None
+        if expected.reference is not None and len(speech) / rate >= o.QA_VOICE_MIN_SECONDS:
+            similarity = self.voices.similarity(speech, rate, expected.voice or "", expected.reference, expected.reference_rate)
+            if similarity < o.QA_VOICE_MIN:
+                reasons.append(f"voice: similarity {similarity:.2f} to the voice's reference (under {o.QA_VOICE_MIN:.2f})")
+        return Verdict(not reasons, wer, heard, reasons, metric, similarity)
