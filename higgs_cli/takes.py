@@ -37,7 +37,15 @@ def take_seed(seed: int, take: int) -> int:
 
 
 def resolve_mode(qa: o.QaOptions, engine: str) -> str:
-    return o.QA_DEFAULT_MODES.get(engine, "off") if qa.mode == "auto" else qa.mode
+    """`auto` is $HIGGS_QA when set, else the engine's default (QA_DEFAULT_MODES)."""
+    if qa.mode != "auto":
+        return qa.mode
+    env = os.environ.get("HIGGS_QA", "").strip().lower()
+    if env and env not in o.QA_MODES:
+        from .errors import UsageError
+
+        raise UsageError(f"HIGGS_QA={env!r}: use one of {', '.join(o.QA_MODES)} (or unset it for the engine's default)")
+    return env or o.QA_DEFAULT_MODES.get(engine, "off")
 
 
 def qa_identity(model: str | None) -> str:

@@ -16,6 +16,7 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HIGGS_VOICES_DIR", str(home / "voices"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HIGGS_QA", "off")  # random tiny checkpoints speak noise: tests that want the gate say --qa
 
 
 @pytest.fixture

@@ -228,3 +228,17 @@ def test_retake_chunks_renders_exactly_those_and_the_choice_persists(tmp_path):
 
     wrong, _ = _render(tmp_path, "d", "--retake-chunks", "7")
     assert wrong.exit_code == 2 and "0..1" in wrong.stderr
+
+
+def test_auto_mode_follows_the_engine_and_higgs_qa(monkeypatch):
+    from higgs_cli.options import QaOptions
+    from higgs_cli.takes import resolve_mode
+
+    monkeypatch.delenv("HIGGS_QA")
+    assert resolve_mode(QaOptions(), "higgs") == "retake" and resolve_mode(QaOptions(), "piper") == "off"
+    assert resolve_mode(QaOptions(mode="report"), "higgs") == "report"
+    monkeypatch.setenv("HIGGS_QA", "strict")
+    assert resolve_mode(QaOptions(), "piper") == "strict"
+    monkeypatch.setenv("HIGGS_QA", "loud")
+    result = run("generate", "--text", "Hi.", "-o", "x.wav", "--engine", "piper", "--no-cache")
+    assert result.exit_code == 2 and "HIGGS_QA" in result.stderr
