@@ -109,7 +109,11 @@ def convert(text: str, fmt: str = "auto", source: str | None = None) -> Converte
             notes += cue_notes
             out.append(piece)
             where.append(number)
-    speakers = {_label(found, n): ours[n] for n in labels}
+    written = {}  # each speaker number as the script first wrote it: "[Speaker 1]", "[S1]", "Speaker 1"
+    for ln in lines:
+        for m in _tags(pattern, ln, found):
+            written.setdefault(int(m.group("num")), m.group(0).strip(" \t*:"))
+    speakers = {written.get(n, _label(found, n)): ours[n] for n in labels}
     return Converted("\n".join(out), found, tuple(where), speakers, tuple(notes))
 
 

@@ -243,6 +243,8 @@ _MONTH_DATE = re.compile(rf"\b(?P<month>{'|'.join(_MONTHS)})\s+(?P<d>\d{{1,2}})(
 _TIME = re.compile(r"\b(?P<h>\d{1,2}):(?P<m>\d{2})\b(?:\s?(?P<ampm>[aApP])\.?[mM]\.?)?")
 _YEAR = re.compile(r"(?<![\d.,$£€¥])\b(?P<y>1[1-9]\d\d|20\d\d)\b(?![.,]\d)(?!\s?%)")
 _DECADE = re.compile(r"\b(?P<y>1[1-9]\d0|20\d0)s\b")
+_YEAR_RANGE = re.compile(r"\b(?P<a>1[1-9]\d\d|20\d\d)[-–](?P<b>1[1-9]\d\d|20\d\d|\d\d)\b(?!-)")
+_PHONE = re.compile(r"(?<![\w-])(?:\(\d{3}\)\s?|\d{3}[-.])?\d{3}-\d{4}(?![\w-])")  # 555-1234, (555) 123-4567: digit by digit
 _NUMBER = re.compile(rf"(?<![\w.])(?P<neg>-)?(?P<num>{_NUM})(?![\w])")
 
 
@@ -284,6 +286,17 @@ def _date(month: int, day: int, year: str | None) -> str:
     return words + (f", {_n2w(int(year), to='year')}" if year else "")
 
 
+def _year_range(m: re.Match[str]) -> str:
+    a, b = m.group("a"), m.group("b")
+    end = int(a[:2] + b) if len(b) == 2 else int(b)
+    return f"{_n2w(int(a), to='year')} to {_n2w(end, to='year')}" if end > int(a) else m.group(0)
+
+
+def _digits(m: re.Match[str]) -> str:
+    groups = re.findall(r"\d+", m.group(0))
+    return ", ".join(" ".join(_n2w(int(d)) if d != "0" else "oh" for d in group) for group in groups)
+
+
 def _percent(m: re.Match[str]) -> str:
     num = m.group("num")
     return f"minus {_number(num[1:])} percent" if num.startswith("-") else f"{_number(num)} percent"
@@ -302,7 +315,7 @@ def _month_date(m: re.Match[str]) -> str:
 def _rules() -> list[tuple[re.Pattern[str], Any]]:
     """Applied in this order: abbreviations, money, percentages, dates, times, ordinals, decades, years, other numbers."""
     return [*((pattern, lambda m, w=words: w) for pattern, words in _ABBREVIATION_RES),
-            (_MONEY, _money), (_PERCENT, _percent), (_ISO_DATE, _iso_date), (_MONTH_DATE, _month_date), (_TIME, _time),
+            (_PHONE, _digits), (_MONEY, _money), (_PERCENT, _percent), (_ISO_DATE, _iso_date), (_YEAR_RANGE, _year_range), (_MONTH_DATE, _month_date), (_TIME, _time),
             (_ORDINAL, lambda m: _n2w(int(m.group("num")), to="ordinal")), (_DECADE, lambda m: _decade(int(m.group("y")))),
             (_YEAR, lambda m: _n2w(int(m.group("y")), to="year")),
             (_NUMBER, lambda m: ("minus " if m.group("neg") else "") + _number(m.group("num")))]

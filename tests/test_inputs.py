@@ -129,6 +129,7 @@ def test_markdown_ssml_invisible_and_emoji_are_cleaned_with_a_note_per_line():
      "Doctor Smith was born in nineteen eighty-four, the twenty-first of three kids; fifty percent of one thousand two hundred."),
     ("Mr. Jones said it was 7:05, in the 1990s, e.g. on March 3, 2021.",
      "Mister Jones said it was seven oh five, in the nineteen nineties, for example on March third, twenty twenty-one."),
+    ("Call 555-1234 about the 1914–18 war.", "Call five five five, one two three four about the nineteen fourteen to nineteen eighteen war."),
 ])
 def test_english_numbers_dates_times_currencies_and_abbreviations_read_as_a_person_would(raw, spoken):
     assert numbers_to_words(raw) == spoken
