@@ -25,7 +25,7 @@ _BLOCKS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "pre", "
            "figure", "main", "nav", "center", "body", "poem", "stanza"}
 _DROP = {"script", "style", "head", "img", "svg", "math", "object", "video", "audio", "iframe", "title"}
 _FRONT_TITLES = re.compile(r"^\s*(contents|table of contents|title\s*page|copyright.*|cover|half\s*title|imprint|"
-                           r"list of illustrations|illustrations|also by .*)\s*$", re.I)
+                           r"list of illustrations|illustrations|also by .*|(original )?transcriber.s notes?:?|a note on the text)\s*$", re.I)
 _BACK_TITLES = re.compile(r"licen[cs]e|colophon|about this (e-?)?book|project gutenberg|imprint|endnotes?$|copyright", re.I)
 _LICENCE_TEXT = re.compile(r"\*\*\*\s*(START|END) OF (THE|THIS) PROJECT GUTENBERG|Project Gutenberg(™|-tm)? License", re.I)
 _CHAPTERISH = re.compile(r"^\s*(chapter|book|part|volume|canto|act|prologue|epilogue|preface|foreword|introduction|"
@@ -434,17 +434,27 @@ def _classify(book: Book) -> None:
         text = " ".join(part.paragraphs[:40])
         if part.kind == "licence" or _LICENCE_TEXT.search(text) or _BACK_TITLES.search(part.title):
             part.kind = "licence" if (part.kind == "licence" or _LICENCE_TEXT.search(text) or "licen" in part.title.lower()) else "back"
-        elif _FRONT_TITLES.match(part.title):
+        elif _FRONT_TITLES.match(part.title) or _is_contents(part):
             part.kind = "front"
         elif first_real is None and (part.words >= FRONT_MAX_WORDS or _CHAPTERISH.match(part.title)):
             first_real = i
     for i, part in enumerate(book.parts if book.kind == "epub" else []):
         if part.kind == "chapter" and first_real is not None and i < first_real and part.words < FRONT_MAX_WORDS:
             part.kind = "front"
-        if part.kind == "chapter" and book.title and part.title.strip().lower() == book.title.strip().lower() and part.words < FRONT_MAX_WORDS:
+        if part.kind == "chapter" and book.title and _same_words(part.title, book.title) and part.words < FRONT_MAX_WORDS:
             part.kind = "front"  # the title page
     if not book.source_words:
         book.source_words = book.words
+
+
+def _same_words(a: str, b: str) -> bool:
+    return _WORD.findall(a.lower()) == _WORD.findall(b.lower())
+
+
+def _is_contents(part: Part) -> bool:
+    """A table of contents: mostly short chapter-like lines ("CHAPTER 3. The Spouter-Inn.")."""
+    listed = sum(1 for p in part.paragraphs if len(p.split()) <= 10 and _CHAPTERISH.match(p))
+    return listed >= 5 and listed >= 0.6 * len(part.paragraphs)
 
 
 # --- writing the project -----------------------------------------------------------------------------------
