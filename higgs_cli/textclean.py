@@ -16,6 +16,7 @@ Two stages, both pure and both reporting what they did per line:
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -56,6 +57,10 @@ def speech_options(numbers: str, lexicon: Path | None) -> SpeechOptions:
 # --- Markdown ---------------------------------------------------------------------------------------
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _RULE = re.compile(r"^\s*([-*_])(\s*\1){2,}\s*$")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$")
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+_DEEP_HEADING = re.compile(r"^\s*#{4,6}\s+")
+_ENTITY = re.compile(r"&(?:[a-zA-Z]{2,8}|#\d{2,6}|#x[0-9a-fA-F]{2,6});")
 _REF_DEF = re.compile(r"^\s*\[[^\]]+\]:\s+\S+")
 _BULLET = re.compile(r"^(\s*)(?:[-*+•])\s+(?=\S)")
 _QUOTE = re.compile(r"^(\s*)(?:>\s?)+")
@@ -145,9 +150,18 @@ def _characters(line: str, number: int, options: CleanOptions, notes: list[Note]
 
 def _markdown(line: str, number: int, notes: list[Note]) -> str:
     done: list[str] = []
-    if _RULE.match(line):
-        notes.append(Note(number, "removed", "Markdown rule"))
+    if _RULE.match(line) or _TABLE_RULE.match(line):
+        notes.append(Note(number, "removed", "Markdown rule" if _RULE.match(line) else "Markdown table rule"))
         return ""
+    if _ENTITY.search(line):
+        line = html.unescape(line)
+        done.append("HTML entities decoded")
+    if _TABLE_ROW.match(line):
+        line = ", ".join(cell.strip() for cell in line.strip().strip("|").split("|") if cell.strip())
+        done.append("table row read as a list")
+    line, n = _DEEP_HEADING.subn("", line)
+    if n:
+        done.append("level 4-6 heading read as a paragraph (only # to ### make chapters)")
     if _REF_DEF.match(line):
         notes.append(Note(number, "removed", "Markdown link definition"))
         return ""

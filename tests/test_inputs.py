@@ -207,3 +207,9 @@ def test_a_json_line_in_a_transcript_is_refused_not_read_aloud():
 def test_control_tags_are_not_cleaned_as_markdown():
     text, notes = clean_text("Intro [music: _bed_take_2_.ogg] **Bold** words.")
     assert text == "Intro [music: _bed_take_2_.ogg] Bold words." and [n.message for n in notes] == ["Markdown emphasis marks"]
+
+
+def test_markdown_tables_entities_and_deep_headings_read_as_words():
+    text, notes = clean_text("| Name | Age |\n|---|---:|\n| Ann | 42 |\n#### Deep heading\nTom &amp; Jerry")
+    assert text.split("\n") == ["Name, Age", "", "Ann, 42", "Deep heading", "Tom & Jerry"]
+    assert [n.line for n in notes] == [1, 2, 3, 4, 5]
