@@ -20,7 +20,8 @@ from .options import CHUNK_METHODS, DUCK_DB, MUSIC_GAIN_DB, OUTPUT_FORMATS, SAMP
 
 _FIELDS = {"title", "author", "engine", "voices", "chunk", "max_words", "seed", "format", "build_dir", "output",
            "chapters", "higgs", "pauses", "cover", "music", "music_gain", "duck", "loudness",
-           "lexicon", "numbers", "emoji", "language"}  # reading inputs: lexicon, numbers, emoji; language is metadata
+           "lexicon", "numbers", "emoji", "language",  # reading inputs: lexicon, numbers, emoji; language is metadata
+           "qa"}  # the quality gate: a mode, or {mode, retakes, model}
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ def load_project(path: Path) -> Project:
     output = build_dir / str(data["output"]) if data.get("output") else None
     cover = base / str(data["cover"]) if data.get("cover") else None
     options, extra = _reading(path, base, data, options)
+    options = replace(options, qa=_qa(path, data.get("qa")))
     return Project(path, data.get("title"), data.get("author"), tuple(chapters), options, output, cover, extra)
 
 
@@ -131,6 +133,25 @@ def _reading(path: Path, base: Path, data: dict[str, Any], options: RenderOption
     except UsageError as e:
         raise UsageError(f"{path}: {str(e).lstrip('-')}") from e
     return replace(options, speech=speech), {"clean": clean, "language": data.get("language")}
+
+
+def _qa(path: Path, value: Any) -> Any:
+    """The project's `qa:`: `retake`, or `{mode: strict, retakes: 3, model: DIR}` (validated as on the command line)."""
+    from .cli_check import qa_options
+    from .options import QaOptions
+
+    if value is None:
+        return QaOptions()
+    spec = value if isinstance(value, dict) else {"mode": value}
+    unknown = sorted(set(spec) - {"mode", "retakes", "model"})
+    if unknown:
+        raise UsageError(f"{path}: qa: unknown key {unknown[0]!r}; give mode, retakes and/or model")
+    try:
+        return qa_options(str(spec.get("mode", "auto")), int(spec.get("retakes", QaOptions.retakes)), spec.get("model"))
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"{path}: qa: bad setting ({e}); e.g. `qa: {{mode: retake, retakes: 2}}`") from e
+    except UsageError as e:
+        raise UsageError(f"{path}: qa: {str(e).lstrip('-')}") from e
 
 
 @dataclass(frozen=True)
@@ -184,6 +205,8 @@ def build(project: Project, engine: str, cache: ChunkCache, jobs: int = 1, force
         if not force and chapter.output.is_file() and stamp and stamp.get("build_key") == key:
             emit(BuildEvent("skip", chapter.source.name))
             row["title"] = _title(chapter, stamp)
+            if stamp.get("qa"):  # a strict build still fails on chunks an earlier build flagged
+                row["qa"] = {k: stamp["qa"][k] for k in ("mode", "flagged", "flagged_chunks")}
         else:
             stale.append((chapter, plan, row))
         summary["chapters"].append(row)
@@ -228,7 +251,10 @@ def _render_chapter(chapter: Chapter, plan: Any, row: dict[str, Any], cache: Chu
     doc = render(plan, chapter.output, on_progress, cache=cache, jobs=jobs)
     doc["build_key"], doc["batched"] = row["build_key"], batched
     _write_json(chapter.output.with_suffix(".json"), doc)
-    emit(BuildEvent("done", chapter.source.name, {"duration": doc["duration"], "rendered": doc["rendered"] + batched}))
+    flagged = (doc.get("qa") or {}).get("flagged", 0)
+    emit(BuildEvent("done", chapter.source.name, {"duration": doc["duration"], "rendered": doc["rendered"] + batched, "flagged": flagged}))
+    if doc.get("qa"):
+        row["qa"] = {k: doc["qa"][k] for k in ("mode", "flagged", "flagged_chunks")}
     row.update(built=True, title=_title(chapter, doc))
 
 

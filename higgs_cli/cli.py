@@ -603,11 +603,15 @@ _BUILD_LINES: dict[str, Callable[[str, dict], str]] = {  # what `higgs build` sa
     "skip": lambda name, d: f"{name}: up to date",
     "book-skip": lambda name, d: f"{name}: up to date",
     "start": lambda name, d: f"{name}: rendering {d['chunks']} chunks",
-    "done": lambda name, d: f"{name}: {d['duration']:.1f} s ({d['rendered']} chunks rendered)",
+    "done": lambda name, d: f"{name}: {d['duration']:.1f} s ({d['rendered']} chunks rendered{_flagged(d)})",
     "batch": lambda name, d: f"{name}: {d['chunks']} chunks, {d['width']} chains at a time",
     "batch-progress": lambda name, d: f"batch: {d['done']}/{d['total']} chunks rendered",
     "bind": lambda name, d: f"binding {name}",
 }
+
+
+def _flagged(detail: dict) -> str:
+    return f"; qa flagged {detail['flagged']}: see the chapter's .json" if detail.get("flagged") else ""
 
 
 @app.command("build")
@@ -617,6 +621,11 @@ def build_cmd(
     jobs: Jobs = 1, cache_dir: CacheDir = None, no_cache: NoCache = False,
     force: Annotated[bool, typer.Option("--force", help="Rebuild every chapter and the book.")] = False,
     as_json: Json = False, quiet: Quiet = False,
+    qa: Annotated[str | None, typer.Option("--qa", rich_help_panel="Quality gate", show_default=False,
+                                           help="off, report, retake, strict or auto; overrides the project's `qa:`.")] = None,
+    retakes: Annotated[int | None, typer.Option("--retakes", rich_help_panel="Quality gate", show_default=False,
+                                                help="Extra takes of a failing chunk; overrides the project's.")] = None,
+    qa_model: QaModel = None,
 ) -> None:
     """Build a book: render out-of-date chapters, then bind them; unchanged parts are skipped."""
     from . import engines
@@ -629,6 +638,10 @@ def build_cmd(
         if not quiet:
             err.print(f"imported {len(imported['chapters'])} chapters into {project} ({len(imported['skipped'])} parts skipped)", soft_wrap=True)
     spec = load_project(project)
+    if qa is not None or retakes is not None or qa_model is not None:
+        given = spec.options.qa
+        spec = replace(spec, options=replace(spec.options, qa=qa_options(qa or given.mode, given.retakes if retakes is None else retakes,
+                                                                         qa_model or given.model)))
     engine, note = engines.choose(spec.options.engine, spec.options.higgs)
     if note and not quiet:
         err.print(f"[dim]{note}[/]", soft_wrap=True)
@@ -641,6 +654,9 @@ def build_cmd(
     summary = build(spec, engine, _cache(cache_dir, no_cache), jobs, force, report)
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, indent=2))
+    from .cli_check import strict_build
+
+    strict_build(summary)
 
 
 @app.command("bind")

@@ -76,6 +76,15 @@ def settle(doc: dict[str, Any], warn: Any, quiet: bool) -> None:
              f"{','.join(map(str, qa['flagged_chunks']))}")
 
 
+def strict_build(summary: dict[str, Any]) -> None:
+    """After `higgs build` in strict mode: exit 3 when a chapter rendered now still has flagged chunks."""
+    bad = [(Path(c["output"]).name, c["qa"]["flagged_chunks"]) for c in summary.get("chapters", [])
+           if (c.get("qa") or {}).get("mode") == "strict" and c["qa"]["flagged"]]
+    if bad:
+        where = "; ".join(f"{name}: chunks {', '.join(map(str, chunks))}" for name, chunks in bad)
+        raise QualityError(f"chunks failed the quality gate ({where}); see each chapter's .json, or raise --retakes")
+
+
 def register(app: typer.Typer, out: Any, err: Any, reported: Any) -> None:
     @app.command("check")
     @reported

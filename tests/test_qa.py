@@ -242,3 +242,87 @@ def test_auto_mode_follows_the_engine_and_higgs_qa(monkeypatch):
     monkeypatch.setenv("HIGGS_QA", "loud")
     result = run("generate", "--text", "Hi.", "-o", "x.wav", "--engine", "piper", "--no-cache")
     assert result.exit_code == 2 and "HIGGS_QA" in result.stderr
+
+
+# --- an engine with audio context (the tiny random Higgs checkpoint) -----------------------------------------
+CHAIN = "[SPEAKER0] The sun rises in the east. It sets in the west. Hello there.\n"
+
+
+def _higgs_plan(qa: str, retakes: int = 1, text: str = CHAIN):
+    from higgs_cli.options import HiggsSettings, QaOptions, RenderOptions
+    from higgs_cli.pipeline import make_plan
+    from higgs_cli.transcript import parse_transcript
+
+    from .higgs_tiny import hub_dirs
+
+    model, codec = hub_dirs()
+    settings = HiggsSettings(model=str(model), codec=str(codec), device="cpu", max_new_tokens=16)
+    options = RenderOptions(engine="higgs", chunk="sentence", voices={"SPEAKER0": "ava"}, higgs=settings,
+                            qa=QaOptions(mode=qa, retakes=retakes))
+    return make_plan(parse_transcript(text), options, "higgs")
+
+
+@pytest.mark.filterwarnings("ignore:running Higgs Audio v2 on the CPU")
+def test_retakes_in_a_context_engine_condition_later_chunks_on_the_kept_take(tmp_path):
+    """A random checkpoint speaks noise, so every take fails; whichever take is kept, the chunks after it must
+    sound exactly as if that take had been the only one ever rendered."""
+    pytest.importorskip("torch")
+    from higgs_cli.cache import ChunkCache
+    from higgs_cli.pipeline import render
+
+    two = "[SPEAKER0] The sun rises in the east. Hello there.\n"
+    plan = _higgs_plan("retake", text=two)
+    doc = render(plan, tmp_path / "gated.wav", cache=ChunkCache(tmp_path / "c1"))
+    assert all(not row["qa"]["passed"] and row["qa"]["takes"] == 2 for row in doc["chunks"])
+    assert all(len(row["qa"]["rejected"]) == 1 for row in doc["chunks"])
+    kept = tuple(row["seed"] for row in doc["chunks"])
+
+    fresh = render(dataclasses_replace(_higgs_plan("off", text=two), seeds=kept), tmp_path / "plain.wav", cache=ChunkCache(tmp_path / "c2"))
+    assert [r["key"] for r in fresh["chunks"]] == [r["key"] for r in doc["chunks"]]
+    assert np.array_equal(sf.read(str(tmp_path / "gated.wav"))[0], sf.read(str(tmp_path / "plain.wav"))[0])
+
+
+@pytest.mark.filterwarnings("ignore:running Higgs Audio v2 on the CPU")
+def test_retake_chunks_in_a_context_engine_rerenders_what_heard_it(tmp_path):
+    pytest.importorskip("torch")
+    from higgs_cli.cache import ChunkCache
+    from higgs_cli.pipeline import render
+
+    cache = ChunkCache(tmp_path / "c")
+    first = render(_higgs_plan("off"), tmp_path / "a.wav", cache=cache)
+    assert first["rendered"] == 3
+    last = render(_higgs_plan("off"), tmp_path / "b.wav", cache=cache, retake_chunks=frozenset({2}))
+    assert last["rendered"] == 1 and [r.get("retake") for r in last["chunks"]] == [None, None, "asked"]
+    head = render(_higgs_plan("off"), tmp_path / "c.wav", cache=cache, retake_chunks=frozenset({0}))
+    assert head["rendered"] == 3 and [r.get("retake") for r in head["chunks"]] == ["asked", "context", "context"]
+    # chunk 2's earlier take was chosen in the old context; in the new one it starts again from take 0, rendered anew
+    assert head["chunks"][2]["key"] not in (first["chunks"][2]["key"], last["chunks"][2]["key"])
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def test_build_reads_qa_from_the_project_and_strict_fails_until_fixed(tmp_path, monkeypatch):
+    import higgs_cli.options as o
+
+    (tmp_path / "one.txt").write_text("The keeper lit the lamp and watched the boats come home.\n")
+    (tmp_path / "book.yaml").write_text("engine: piper\nvoices: {NARRATOR: otis}\nqa: {mode: report, retakes: 0}\nchapters: [one.txt]\n")
+    cache = str(tmp_path / "cache")
+    built = run("build", str(tmp_path / "book.yaml"), "--cache", cache)
+    assert built.exit_code == 0, built.output
+    chapter = json.loads((tmp_path / "build" / "one.json").read_text())
+    assert chapter["qa"]["mode"] == "report" and chapter["chunks"][0]["qa"]["passed"]
+
+    monkeypatch.setattr(o, "QA_WER_MAX", -1.0)  # now nothing passes
+    monkeypatch.setattr(o, "QA_MIN_ERRORS", 0)
+    strict = run("build", str(tmp_path / "book.yaml"), "--cache", cache, "--qa", "strict")
+    assert strict.exit_code == 3 and "one.wav: chunks 0" in strict.stderr, strict.output
+    again = run("build", str(tmp_path / "book.yaml"), "--cache", cache, "--qa", "strict")
+    assert again.exit_code == 3 and "up to date" in again.stderr  # nothing re-rendered, still not passed
+
+    (tmp_path / "bad.yaml").write_text("engine: piper\nqa: {mode: loud}\nchapters: [one.txt]\n")
+    bad = run("build", str(tmp_path / "bad.yaml"), "--cache", cache)
+    assert bad.exit_code == 2 and "qa:" in bad.stderr
