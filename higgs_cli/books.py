@@ -537,10 +537,6 @@ def _book_yaml(book: Book, rows: list[dict[str, Any]], cover: str | None, voice:
     return "\n".join(lines) + "\n"
 
 
-def estimated_minutes(words: int) -> float:
-    return words / WORDS_PER_MINUTE
-
-
 def project_for(book_path: Path) -> tuple[Path, dict[str, Any]]:
     """`higgs build BOOK.epub`: import into BOOK.higgs/ beside the book (refreshed on every build; unchanged chapter
     files are left alone, so only what changed re-renders) and return its book.yaml with the import summary."""

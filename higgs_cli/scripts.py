@@ -77,10 +77,10 @@ def detect(text: str) -> str:
         return "jsonl"
     if any(_COLON.match(ln) for ln in body):
         return "speaker-colon"
-    for ln in body:
-        for m in _INLINE.finditer(ln):
-            if not (m.start() == len(ln) - len(ln.lstrip()) and _NATIVE.match(ln)):
-                return "inline-s"
+    for ln in body:  # a line must open with a tag: "as shown in [S1]" mid-sentence (a citation) is not a script
+        tags = list(_INLINE.finditer(ln))
+        if tags and _INLINE.match(ln.lstrip()) and (len(tags) > 1 or not _NATIVE.match(ln)):
+            return "inline-s"
     return "higgs"
 
 

@@ -213,3 +213,9 @@ def test_markdown_tables_entities_and_deep_headings_read_as_words():
     text, notes = clean_text("| Name | Age |\n|---|---:|\n| Ann | 42 |\n#### Deep heading\nTom &amp; Jerry")
     assert text.split("\n") == ["Name, Age", "", "Ann, 42", "Deep heading", "Tom & Jerry"]
     assert [n.line for n in notes] == [1, 2, 3, 4, 5]
+
+
+def test_detection_needs_a_tag_opening_a_line():
+    assert detect("As shown in [S1], the effect holds.\nSee also [S2].") == "higgs"  # citations, not speakers
+    assert detect("[SPEAKER0] Hi. [SPEAKER1] Hello.") == "inline-s"  # our own tags, two turns on one line
+    assert detect("[SPEAKER0] Hi.\n[SPEAKER1] Hello.") == "higgs"
