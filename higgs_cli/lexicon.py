@@ -4,10 +4,13 @@ File forms (UTF-8):
   YAML   `Nguyen: win`, `Siobhan: /ʃɪˈvɔːn/`, or `Kubernetes: {say: koo-ber-net-eez, ipa: /kuːbərˈnɛtiːz/}`
   TSV    `word<TAB>replacement` per line (`#` starts a comment line)
 
+YAML entries may also give `espeak: "h@l'oU"`: eSpeak NG's own phoneme mnemonics, which the espeak engine
+takes in `[[...]]` (its alphabet is not IPA, so IPA cannot go to it).
+
 Rules: whole words only (a phrase matches as a whole, never inside a longer word); an entry written all in
 lower case matches in any case, an entry with a capital letter matches only that exact case (so `US` is not
 `us`); longer entries win over shorter ones. Phonemes (`/.../`, IPA) reach engines listed in
-options.PHONEME_ENGINES as `[[...]]`; other engines get the entry's `say` respelling, or the word unchanged.
+options.PHONEME_ENGINES (Piper) as `[[...]]`; other engines get the entry's `say` respelling, or the word unchanged.
 The lexicon runs on what the engine is given, after numbers are read out, and never inside sound-event markup.
 """
 
@@ -28,9 +31,12 @@ _MARKUP = re.compile(r"(<SE(?:_[se])?>\[[^\]]*\]</SE(?:_[se])?>|\[\[[^\]]*\]\])"
 class Entry:
     word: str
     say: str | None  # respelling, for every engine
-    ipa: str | None  # phonemes, for engines that take them
+    ipa: str | None  # IPA phonemes, for engines that take them (PHONEME_ENGINES)
+    espeak: str | None = None  # eSpeak NG phoneme mnemonics (its own alphabet, not IPA), for the espeak engine
 
     def replacement(self, engine: str) -> str | None:
+        if self.espeak and engine == "espeak":
+            return f"[[{self.espeak}]]"
         if self.ipa and engine in PHONEME_ENGINES:
             return f"[[{self.ipa}]]"
         return self.say
@@ -74,21 +80,22 @@ def _entry(word: str, value: object, where: str) -> Entry:
     if not word:
         raise UsageError(f"{where}: an empty word; write `word: respelling`")
     if isinstance(value, dict):
-        unknown = set(value) - {"say", "ipa"}
+        unknown = set(value) - {"say", "ipa", "espeak"}
         if unknown:
-            raise UsageError(f"{where}: {word!r} has unknown key {sorted(unknown)[0]!r}; use say: and/or ipa:")
-        say, ipa = value.get("say"), value.get("ipa")
+            raise UsageError(f"{where}: {word!r} has unknown key {sorted(unknown)[0]!r}; use say:, ipa: and/or espeak:")
+        say, ipa, espeak = value.get("say"), value.get("ipa"), value.get("espeak")
     elif isinstance(value, str | int | float):
-        say, ipa = str(value), None
+        say, ipa, espeak = str(value), None, None
     else:
         raise UsageError(f"{where}: {word!r} needs a respelling or /phonemes/, e.g. `{word}: {word.lower()}`")
     if say is not None and str(say).strip().startswith("/") and str(say).strip().endswith("/") and ipa is None:
         say, ipa = None, str(say)
     ipa = str(ipa).strip().strip("/").strip() if ipa is not None else None
     say = " ".join(str(say).split()) if say is not None else None
-    if not say and not ipa:
+    espeak = " ".join(str(espeak).strip("[]").split()) if espeak is not None else None
+    if not say and not ipa and not espeak:
         raise UsageError(f"{where}: {word!r} has an empty replacement")
-    return Entry(word, say or None, ipa or None)
+    return Entry(word, say or None, ipa or None, espeak or None)
 
 
 def load(path: Path) -> Lexicon:

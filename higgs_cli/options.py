@@ -183,7 +183,7 @@ NUMBER_MODES = ("auto", "words", "keep")
 # sees them; "keep" leaves numerals to an engine that reads them well itself. None of ours does so reliably
 # (eSpeak and Piper read years and dates digit by digit or as cardinals), so every engine gets words.
 NUMBERS_BY_ENGINE = {"higgs": "words", "piper": "words", "espeak": "words"}
-PHONEME_ENGINES = ("piper",)  # engines that take IPA in [[...]] (a lexicon's /phonemes/); the others get the respelling
+PHONEME_ENGINES = ("piper",)  # engines that take IPA in [[...]] (a lexicon's /phonemes/); eSpeak takes its own `espeak:` mnemonics
 WORDS_PER_MINUTE = 155  # estimate of narration pace for `higgs import`'s summary
 
 

@@ -219,3 +219,17 @@ def test_detection_needs_a_tag_opening_a_line():
     assert detect("As shown in [S1], the effect holds.\nSee also [S2].") == "higgs"  # citations, not speakers
     assert detect("[SPEAKER0] Hi. [SPEAKER1] Hello.") == "inline-s"  # our own tags, two turns on one line
     assert detect("[SPEAKER0] Hi.\n[SPEAKER1] Hello.") == "higgs"
+
+
+def test_espeak_takes_its_own_phoneme_mnemonics_from_the_lexicon(tmp_path):
+    lex = tmp_path / "lex.yaml"
+    lex.write_text("zorblax: {say: zor blacks, espeak: \"h@l'oU\"}\n")
+    doc = dry_run("--text", "Zorblax.", "--lexicon", str(lex))
+    assert doc["chunks"][0]["spoken"] == "[[h@l'oU]]."
+    durations = []
+    for text, extra in (("Zorblax.", ["--lexicon", str(lex)]), ("Hello.", [])):
+        out = tmp_path / f"{len(durations)}.wav"
+        result = run("generate", "--text", text, *extra, "-o", str(out), "--engine", "espeak", "--no-cache", "-q")
+        assert result.exit_code == 0, result.output
+        durations.append(sf.info(str(out)).duration)
+    assert abs(durations[0] - durations[1]) < 0.15 * durations[1]  # the mnemonics were spoken as "hello", not spelled out

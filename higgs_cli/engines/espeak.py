@@ -22,7 +22,7 @@ from ..transcript import plain_text
 from . import ChunkAudio, ChunkRequest, Engine
 
 _SYNCHRONOUS = 2  # AUDIO_OUTPUT_SYNCHRONOUS: samples come back through the callback
-_CHARS_UTF8, _END_PAUSE = 1, 0x1000
+_CHARS_UTF8, _PHONEMES, _END_PAUSE = 1, 0x100, 0x1000  # _PHONEMES: [[...]] in the text is eSpeak phoneme mnemonics
 _RATE, _PITCH, _RANGE = 1, 3, 4
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 _lib_lock = threading.Lock()  # libespeak-ng is one global synthesiser per process
@@ -83,7 +83,7 @@ class EspeakEngine(Engine):
                 self._lib.espeak_SetParameter(param, int(opts.get(key, default)), 0)
             self._pieces, self._interrupted = [], False
             data = text.encode("utf-8") + b"\0"
-            err = self._lib.espeak_Synth(data, len(data), 0, 0, 0, _CHARS_UTF8 | _END_PAUSE, None, None)
+            err = self._lib.espeak_Synth(data, len(data), 0, 0, 0, _CHARS_UTF8 | _PHONEMES | _END_PAUSE, None, None)
             self._lib.espeak_Synchronize()
             pieces, self._pieces = self._pieces, []
         if self._interrupted:
