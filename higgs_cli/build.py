@@ -16,12 +16,12 @@ from typing import Any
 
 from .cache import ChunkCache, make_key
 from .errors import UsageError
-from .options import CHUNK_METHODS, DUCK_DB, MUSIC_GAIN_DB, OUTPUT_FORMATS, SAMPLE_RATE, FinishOptions, HiggsSettings, RenderOptions
+from .options import CHUNK_METHODS, DUCK_DB, MUSIC_GAIN_DB, OUTPUT_FORMATS, SAMPLE_RATE, FinishOptions, HiggsSettings, RaySettings, RenderOptions
 
 _FIELDS = {"title", "author", "engine", "voices", "chunk", "max_words", "seed", "format", "build_dir", "output",
            "chapters", "higgs", "pauses", "cover", "music", "music_gain", "duck", "loudness",
            "lexicon", "numbers", "emoji", "language",  # reading inputs: lexicon, numbers, emoji; language is metadata
-           "qa"}  # the quality gate: a mode, or {mode, retakes, model}
+           "qa", "ray"}  # the quality gate: a mode, or {mode, retakes, model}; ray: cluster.py
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class Project:
     output: Path | None
     cover: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    ray: RaySettings | None = None  # render on Ray (cluster.py); `higgs build --ray` overrides the address
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -119,7 +120,12 @@ def load_project(path: Path) -> Project:
     cover = base / str(data["cover"]) if data.get("cover") else None
     options, extra = _reading(path, base, data, options)
     options = replace(options, qa=_qa(path, data.get("qa")))
-    return Project(path, data.get("title"), data.get("author"), tuple(chapters), options, output, cover, extra)
+    ray = None
+    if data.get("ray") is not None:
+        from .cluster import settings_from
+
+        ray = settings_from(data["ray"], str(path))
+    return Project(path, data.get("title"), data.get("author"), tuple(chapters), options, output, cover, extra, ray=ray)
 
 
 def _reading(path: Path, base: Path, data: dict[str, Any], options: RenderOptions) -> tuple[RenderOptions, dict[str, Any]]:
@@ -178,11 +184,12 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
 
 def build(project: Project, engine: str, cache: ChunkCache, jobs: int = 1, force: bool = False,
           on_event: Callable[[BuildEvent], None] | None = None,
-          on_progress: Callable[[Any], None] | None = None) -> dict[str, Any]:
+          on_progress: Callable[[Any], None] | None = None, ray: RaySettings | None = None) -> dict[str, Any]:
     """Render stale chapters, then bind the book if anything changed. Returns a summary document.
 
     With the higgs engine and `higgs: {batch: N}`, the stale chapters' missing chunks are first rendered
-    together as one batch (pipeline.prerender); each chapter then assembles from the cache.
+    together as one batch (pipeline.prerender); each chapter then assembles from the cache. With `ray`
+    (or the project's `ray:`) they render on a Ray cluster first instead (cluster.prerender).
     """
     import tempfile
 
@@ -210,11 +217,16 @@ def build(project: Project, engine: str, cache: ChunkCache, jobs: int = 1, force
         else:
             stale.append((chapter, plan, row))
         summary["chapters"].append(row)
+    ray = ray or project.ray
     with tempfile.TemporaryDirectory(prefix="higgs-build-") as scratch:
-        if not cache.enabled and options.higgs.batch > 1:  # --no-cache: the batch still needs somewhere to put chunks
+        if not cache.enabled and (options.higgs.batch > 1 or ray):  # --no-cache: the batch still needs somewhere to put chunks
             cache = ChunkCache(Path(scratch))
         batched = [0] * len(stale)
-        if len(stale) > 1 and engines.engine_class(engine).batches and options.higgs.batch > 1:
+        if ray and stale:
+            from .cluster import prerender as on_ray
+
+            batched = on_ray([plan for _, plan, _ in stale], cache, ray, lambda p: emit(BuildEvent("ray-progress", ray.address, {"progress": p})))
+        elif len(stale) > 1 and engines.engine_class(engine).batches and options.higgs.batch > 1:
             emit(BuildEvent("batch", f"{len(stale)} chapters", {"chunks": sum(len(p.chunks) for _, p, _ in stale),
                                                                "width": options.higgs.batch}))
             batched = prerender([plan for _, plan, _ in stale], cache, _every_twentieth(emit))

@@ -13,11 +13,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
 from .cli_check import QaMode, QaModel, RetakeChunks, Retakes, parse_chunks, qa_options
 from .cli_import import Emoji, Format, LexiconOpt, Numbers, import_cmd
 from .cli_model import model_app
+from .cli_ray import RayAddress, cluster_bar, ray_settings, render_on_ray
 from .errors import EngineUnavailable, HiggsError, UsageError
 from .options import (
     CHUNK_METHODS,
@@ -133,7 +135,7 @@ def reported(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except HiggsError as e:
-            err.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)  # a message's [brackets] are text
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted; no output was written")
@@ -217,7 +219,8 @@ def _cache(cache_dir: Path | None, no_cache: bool):
 
 def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool, as_json: bool, quiet: bool,
              engine: str | None = None, voice: Any = None, cache: Any = None, jobs: int = 1,
-             subtitles: Path | None = None, stems: Path | None = None, retake_chunks: frozenset[int] = frozenset()) -> None:
+             subtitles: Path | None = None, stems: Path | None = None, retake_chunks: frozenset[int] = frozenset(),
+             ray: str | None = None) -> None:
     """Plan, then print the plan (dry run) or render it; `voice` gives every speaker one voice."""
     from . import engines
     from .pipeline import chunk_keys, make_plan, manifest, render
@@ -232,6 +235,7 @@ def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool,
         from .subtitles import check_subtitle_path
 
         check_subtitle_path(subtitles)
+    ray_spec = None if dry_run else ray_settings(ray)
     engine, note = (engine, None) if engine else engines.choose(options.engine, options.higgs)
     options = replace(options, engine=engine)
     plan = make_plan(script, options, engine)
@@ -250,13 +254,14 @@ def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool,
         elif not quiet:
             _print_plan(doc)
         return
-    bar, task = _progress(quiet)
+    bar, task = _progress(quiet or ray_spec is not None)  # on Ray: one bar across the cluster instead
     if bar:
         bar.start()
         bar.update(task, total=len(plan.chunks))
     try:
-        doc = render(plan, output, (lambda p: bar.update(task, completed=p.done)) if bar else None, cache=cache, jobs=jobs,
-                     subtitles=subtitles, stems=stems, retake_chunks=retake_chunks)
+        doc = render_on_ray(plan, output, ray_spec, cache, err, quiet, subtitles, stems, retake_chunks) if ray_spec else \
+            render(plan, output, (lambda p: bar.update(task, completed=p.done)) if bar else None, cache=cache, jobs=jobs,
+                   subtitles=subtitles, stems=stems, retake_chunks=retake_chunks)
     finally:
         if bar:
             bar.stop()
@@ -335,7 +340,7 @@ def generate(
     scene: Scene = None, ref_in_system: RefInSystem = False, emotion: Emotion = None, speed: Speed = None,
     decoder: Decoder = None, batch: Batch = None, chain_words: ChainWords = None,
     script_format: Format = "auto", emoji: Emoji = "remove", numbers: Numbers = "auto", lexicon: LexiconOpt = None,
-    qa: QaMode = "auto", retakes: Retakes = QA_RETAKES, qa_model: QaModel = None, retake_chunks: RetakeChunks = None,
+    qa: QaMode = "auto", retakes: Retakes = QA_RETAKES, qa_model: QaModel = None, retake_chunks: RetakeChunks = None, ray: RayAddress = None,
 ) -> None:
     """Turn a transcript or text into speech; every speaker gets a voice."""
     higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
@@ -348,7 +353,7 @@ def generate(
     options = replace(options, speech=_speech(numbers, lexicon))
     options = replace(options, qa=qa_options(qa, retakes, qa_model))
     _run_job(_load_script(transcript, text, script_format, emoji), options, out_path, dry_run, as_json, quiet,
-             cache=_cache(cache_dir, no_cache), jobs=jobs, subtitles=subtitles, stems=stems, retake_chunks=parse_chunks(retake_chunks))
+             cache=_cache(cache_dir, no_cache), jobs=jobs, subtitles=subtitles, stems=stems, retake_chunks=parse_chunks(retake_chunks), ray=ray)
 
 
 @app.command()
@@ -372,7 +377,7 @@ def dialogue(
     scene: Scene = None, ref_in_system: RefInSystem = False, decoder: Decoder = None, batch: Batch = None,
     chain_words: ChainWords = None,
     script_format: Format = "auto", emoji: Emoji = "remove", numbers: Numbers = "auto", lexicon: LexiconOpt = None,
-    qa: QaMode = "auto", retakes: Retakes = QA_RETAKES, qa_model: QaModel = None, retake_chunks: RetakeChunks = None,
+    qa: QaMode = "auto", retakes: Retakes = QA_RETAKES, qa_model: QaModel = None, retake_chunks: RetakeChunks = None, ray: RayAddress = None,
 ) -> None:
     """Render a multi-speaker script, one clearly distinct voice per speaker."""
     higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
@@ -387,7 +392,7 @@ def dialogue(
         err.print("[dim]note: only one speaker in this script; `higgs generate` is the usual command for it[/]")
     options = replace(options, qa=qa_options(qa, retakes, qa_model))
     _run_job(script, options, out_path, dry_run, as_json, quiet, cache=_cache(cache_dir, no_cache), jobs=jobs,
-             subtitles=subtitles, stems=stems, retake_chunks=parse_chunks(retake_chunks))
+             subtitles=subtitles, stems=stems, retake_chunks=parse_chunks(retake_chunks), ray=ray)
 
 
 @app.command()
@@ -625,7 +630,7 @@ def build_cmd(
                                            help="off, report, retake, strict or auto; overrides the project's `qa:`.")] = None,
     retakes: Annotated[int | None, typer.Option("--retakes", rich_help_panel="Quality gate", show_default=False,
                                                 help="Extra takes of a failing chunk; overrides the project's.")] = None,
-    qa_model: QaModel = None,
+    qa_model: QaModel = None, ray: RayAddress = None,
 ) -> None:
     """Build a book: render out-of-date chapters, then bind them; unchanged parts are skipped."""
     from . import engines
@@ -646,12 +651,22 @@ def build_cmd(
     if note and not quiet:
         err.print(f"[dim]{note}[/]", soft_wrap=True)
 
+    on_ray = ray_settings(ray, spec.ray)
+    update, stop = cluster_bar(err, quiet)
+
     def report(event: BuildEvent) -> None:
+        if event.kind == "ray-progress":
+            update(event.detail["progress"])
+            return
+        stop()  # a line after the cluster's bar
         line = _BUILD_LINES.get(event.kind)
         if line and not quiet:
             err.print("  " + line(event.name, event.detail))
 
-    summary = build(spec, engine, _cache(cache_dir, no_cache), jobs, force, report)
+    try:
+        summary = build(spec, engine, _cache(cache_dir, no_cache), jobs, force, report, ray=on_ray)
+    finally:
+        stop()
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, indent=2))
     from .cli_check import strict_build

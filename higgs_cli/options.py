@@ -229,3 +229,23 @@ class QaOptions:
     mode: str = "auto"
     retakes: int = QA_RETAKES
     model: str | None = None  # Whisper hub id or local CTranslate2 dir; None = bundled tiny.en
+
+
+# --- Ray (an optional extra: higgs-cli[ray]) ---------------------------------------------------------
+RAY_ADDRESSES = ("local", "auto")  # or HOST:PORT of a running cluster's head (ray://HOST:PORT for Ray Client)
+RAY_CACHE_MODES = ("auto", "driver", "shared")
+RAY_RETRIES = 3  # restarts of a dead worker, and re-runs of the chunk (or chain) it had in flight
+RAY_QUEUE = 2  # single-chunk calls queued on each worker, so it never idles waiting for the driver
+RAY_CONNECT_TIMEOUT = 5.0  # seconds to reach a cluster's head before saying it is unreachable
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """Where and how chunks render on Ray (`--ray ADDRESS`, or `ray:` in a project file)."""
+
+    address: str = "local"  # local: start Ray on this machine; auto: the running cluster; or HOST:PORT
+    workers: int | None = None  # default: one per GPU (higgs on CUDA), else one per `cpus` CPUs of the cluster
+    cpus: float = 1.0  # CPUs each worker reserves (CPU engines, and higgs with device cpu)
+    cache: str = "auto"  # driver: chunks travel back to this machine; shared: workers write the cache dir every node
+    # mounts at the same path; auto: shared for the workers that can see the driver's cache dir, driver for the rest
+    retries: int = RAY_RETRIES
