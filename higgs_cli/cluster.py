@@ -365,6 +365,7 @@ class _Pool:
         self.refs = [ray.put(plan) for plan in plans]
         self.rendered: set[tuple[int, int]] = set()
         self.total, self.done, self.restarts = 0, 0, 0
+        self.flight: dict[Any, tuple[int, list[tuple[int, int]]]] = {}  # call (ref or generator) -> (actor, unit)
         self.probe = self._leave_probe()
         self.actors = self._start(calls)
 
@@ -372,7 +373,12 @@ class _Pool:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for actor in self.actors:  # also what Ctrl-C comes through: nothing keeps rendering behind our back
+        for handle in self.flight:  # Ctrl-C or an error: calls still queued are dropped, not retried
+            try:
+                self.ray.cancel(handle)
+            except Exception:  # noqa: BLE001 - best effort; the kill below ends them anyway
+                pass
+        for actor in self.actors:  # nothing keeps rendering behind our back
             self.ray.kill(actor, no_restart=True)
         if self.probe:
             (self.cache.root / self.probe.partition(":")[0]).unlink(missing_ok=True)
@@ -419,7 +425,7 @@ class _Pool:
     def run(self, units: list[list[tuple[int, int]]]) -> None:
         """Every unit to a free actor (RAY_QUEUE single-chunk calls, or one chain call, each); results as they come."""
         queue, attempts = deque(units), {}
-        flight: dict[Any, tuple[int, list[tuple[int, int]]]] = {}  # ref or generator -> (actor, unit)
+        flight = self.flight
         load = [0] * len(self.actors)
         self._report()
         while queue or flight:

@@ -14,7 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import yaml
 from typer.testing import CliRunner
 
@@ -185,3 +187,38 @@ def test_an_unreachable_cluster_is_one_line_and_quick(tmp_path):
 def test_bad_ray_settings_in_a_project_file(tmp_path, ray, fragment):
     result = CliRunner().invoke(app, ["build", str(write_book(tmp_path, ray=ray))])
     assert result.exit_code == 2 and fragment in result.output
+
+
+@pytest.mark.filterwarnings("ignore:running Higgs Audio v2 on the CPU")
+def test_higgs_chains_on_ray_give_the_local_samples(runtime, tmp_path):
+    """The tiny random Higgs checkpoint: anchors first, then chains batched two at a time on two actors, as one local run."""
+    pytest.importorskip("transformers")
+    from higgs_cli.voices import user_voices_dir
+
+    from .higgs_tiny import hub_dirs
+
+    folder = user_voices_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "calm.yaml").write_text("description: calm, low voice\ngender: masculine\n")
+    model, codec = hub_dirs()
+    text = "# One\n[SPEAKER0] The sun rises. It sets.\n\n# Two\n[SPEAKER1] Hello there.\n\n# Three\n[SPEAKER0] Today.\n"
+    docs, audio = {}, {}
+    for name, extra in (("local", ["--batch", "1"]), ("ray", ["--batch", "2", "--ray", "local"])):
+        out = tmp_path / f"{name}.wav"
+        docs[name] = cli("dialogue", "--text", text, "-e", "higgs", "--model", str(model), "--codec", str(codec), "--device", "cpu",
+                         "--max-new-tokens", "16", "--chunk", "sentence", "-v", "SPEAKER0=calm", "-o", str(out),
+                         "--cache", str(tmp_path / name), *extra)
+        audio[name] = sf.read(str(out), dtype="float32")[0]
+    rows = {n: [{k: r[k] for k in ("index", "frames", "context", "voice_lock", "chain", "cached")} for r in d["chunks"]] for n, d in docs.items()}
+    assert rows["ray"] == rows["local"] and len({r["chain"] for r in rows["ray"]}) == 3
+    assert docs["ray"]["anchors"] == docs["local"]["anchors"]
+    assert codes(tmp_path / "ray") == codes(tmp_path / "local")  # the same frames, anchors and chunks alike
+    # the codec decodes them with one torch thread per actor here and two in this process: float rounding only
+    assert np.abs(audio["ray"] - audio["local"]).max() < 1e-3
+
+
+def codes(cache: Path) -> dict[str, bytes]:
+    from higgs_cli.cache import ChunkCache
+
+    store = ChunkCache(cache)
+    return {p.stem: store.get(p.stem).state["codes"].tobytes() for p in store.entries()}
