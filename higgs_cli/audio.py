@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -11,6 +14,36 @@ import numpy as np
 
 from .errors import OutputError, UsageError
 from .options import FADE_SECONDS, OUTPUT_FORMATS, SILENCE_DB
+
+_QUIET = {"lock": threading.Lock(), "depth": 0, "saved": -1}
+
+
+@contextmanager
+def decoder_quiet(path: Path | str) -> Iterator[None]:
+    """Hide libmpg123's C-level stderr chatter ("error: part2_3_length ... too large") while an mp3 is opened or read.
+
+    libsndfile's mp3 decoder prints those lines to file descriptor 2 while decoding files that play correctly.
+    Only mp3 reads are wrapped, one short call at a time, so our own messages are never held back.
+    """
+    if Path(path).suffix.lower() != ".mp3":
+        yield
+        return
+    with _QUIET["lock"]:
+        if _QUIET["depth"] == 0:
+            sys.stderr.flush()
+            _QUIET["saved"] = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        _QUIET["depth"] += 1
+    try:
+        yield
+    finally:
+        with _QUIET["lock"]:
+            _QUIET["depth"] -= 1
+            if _QUIET["depth"] == 0:
+                os.dup2(_QUIET["saved"], 2)
+                os.close(_QUIET["saved"])
 
 
 class AudioReadError(UsageError):
@@ -22,7 +55,8 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with decoder_quiet(path):
+            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except FileNotFoundError as e:
         raise AudioReadError(f"{path}: audio file not found; check the path") from e
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
@@ -83,12 +117,19 @@ def output_format(path: Path) -> tuple[str, str]:
     return fmt
 
 
+def check_output_path(path: Path, example: str = "out.wav") -> None:
+    """The checks every output file needs whatever its format: not a folder or device, in a writable folder."""
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory; give a file name such as {path / example}")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"{path}: is not a regular file (a device or pipe); give a file name such as {example}")
+
+
 def check_writable(path: Path) -> None:
     """Fail before any synthesis when the output could not be written."""
+    check_output_path(path)
     output_format(path)
     parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise OutputError(f"{path}: is a directory; give a file name such as {path / 'out.wav'}")
     if not parent.is_dir():
         raise OutputError(f"{path}: folder {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
@@ -106,27 +147,57 @@ class AudioWriter:
     def __enter__(self) -> AudioWriter:
         import soundfile as sf
 
+        from .files import sweep_stale, temp_path
+
         fmt, subtype = output_format(self.path)
         subtype = self.subtype or subtype
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent or ".")
-        os.close(fd)
-        self._file = sf.SoundFile(self._tmp, "w", samplerate=self.rate, channels=1, format=fmt, subtype=subtype)
+        sweep_stale(self.path)
+        try:
+            self._tmp = str(temp_path(self.path, ".partial"))
+        except OSError as e:
+            raise _write_error(self.path, e) from e
+        try:
+            self._file = sf.SoundFile(self._tmp, "w", samplerate=self.rate, channels=1, format=fmt, subtype=subtype)
+        except (sf.LibsndfileError, RuntimeError, OSError) as e:
+            Path(self._tmp).unlink(missing_ok=True)
+            raise _write_error(self.path, e) from e
         return self
 
     def write(self, audio: np.ndarray) -> None:
+        import soundfile as sf
+
         if audio.size:
-            self._file.write(np.clip(audio, -1.0, 1.0))
+            try:
+                self._file.write(np.clip(audio, -1.0, 1.0))
+            except (sf.LibsndfileError, RuntimeError, OSError) as e:
+                raise _write_error(self.path, e) from e
             self.frames += len(audio)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        import soundfile as sf
+
         try:
             self._file.close()
-        finally:
             if exc_type is None:
                 os.chmod(self._tmp, 0o644)
                 os.replace(self._tmp, self.path)
-            else:
-                Path(self._tmp).unlink(missing_ok=True)
+        except (sf.LibsndfileError, RuntimeError, OSError) as e:
+            if exc_type is None:
+                raise _write_error(self.path, e) from e
+        finally:
+            Path(self._tmp).unlink(missing_ok=True)  # gone already after a successful rename
+
+
+def _write_error(path: Path, error: BaseException) -> OutputError:
+    """A failed write as one line naming the likely cause: a full disk, permissions, or the message itself."""
+    import errno
+
+    text = str(error)
+    if getattr(error, "errno", None) == errno.ENOSPC or "No space left" in text or "disk full" in text.lower():
+        return OutputError(f"{path}: the disk is full; free some space or write to another disk (nothing was left behind)")
+    if getattr(error, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"{path}: cannot write here ({os.strerror(error.errno)}); choose another output folder")
+    return OutputError(f"{path}: writing failed ({text.strip() or error.__class__.__name__}); check the disk and the output folder")
 
 
 def write_audio(path: Path, audio: np.ndarray, rate: int) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .cache import ChunkCache, make_key
 from .errors import UsageError
-from .options import CHUNK_METHODS, DUCK_DB, MUSIC_GAIN_DB, OUTPUT_FORMATS, SAMPLE_RATE, FinishOptions, HiggsSettings, RaySettings, RenderOptions
+from .options import CHUNK_METHODS, DUCK_DB, ENGINE_NAMES, MUSIC_GAIN_DB, OUTPUT_FORMATS, SAMPLE_RATE, FinishOptions, HiggsSettings, RaySettings, RenderOptions
 
 _FIELDS = {"title", "author", "engine", "voices", "chunk", "max_words", "seed", "format", "build_dir", "output",
            "chapters", "higgs", "pauses", "cover", "music", "music_gain", "duck", "loudness",
@@ -80,6 +80,7 @@ def load_project(path: Path) -> Project:
     unknown = sorted(set(data) - _FIELDS)
     if unknown:
         raise UsageError(f"{path}: unknown field {unknown[0]!r}; known fields: {', '.join(sorted(_FIELDS))}")
+    _check_types(path, data)
     base = Path(os.path.normpath(path.parent))
     fmt = "." + str(data.get("format", "wav")).lstrip(".")
     if fmt not in OUTPUT_FORMATS:
@@ -98,12 +99,15 @@ def load_project(path: Path) -> Project:
         if spec.get("skip"):  # marked by `higgs import` (front/back matter, licences): kept, not narrated
             continue
         source = base / str(spec["file"])
-        chapters.append(Chapter(source, spec.get("title"), build_dir / f"{source.stem}{fmt}"))
+        title = spec.get("title")
+        if title is not None and (isinstance(title, bool) or not isinstance(title, str | int | float)):
+            raise UsageError(f"{path}: chapter {spec['file']!r} has a title of type {type(title).__name__}; write the title as text")
+        chapters.append(Chapter(source, None if title is None else str(title), build_dir / f"{source.stem}{fmt}"))
     try:
         higgs = replace(HiggsSettings(), **(data.get("higgs") or {}))
         pauses = {f"pause_{k}": float(v) for k, v in (data.get("pauses") or {}).items()}
         finish = FinishOptions(music_gain=float(data.get("music_gain", MUSIC_GAIN_DB)), duck=float(data.get("duck", DUCK_DB)),
-                               loudness=data.get("loudness"), title=data.get("title"), author=data.get("author"))
+                               loudness=data.get("loudness"), title=_text(data.get("title")), author=_text(data.get("author")))
         options = RenderOptions(engine=str(data.get("engine", "auto")), chunk=str(data.get("chunk", "paragraph")),
                                 max_words=int(data.get("max_words", 60)), seed=int(data.get("seed", 0)),
                                 voices={str(k).upper(): str(v) for k, v in (data.get("voices") or {}).items()},
@@ -114,10 +118,18 @@ def load_project(path: Path) -> Project:
     from .mixing import validate
 
     validate(options.finish)
-    if options.music and not Path(options.music).is_file():
-        raise UsageError(f"{path}: music file {options.music} not found")
+    _check_settings(path, options)
+    if options.music:
+        from .mixing import check_music
+
+        check_music(options.music, f"{path}: music:")
     output = build_dir / str(data["output"]) if data.get("output") else None
     cover = base / str(data["cover"]) if data.get("cover") else None
+    if cover is not None:
+        from .containers import cover_kind
+
+        cover_kind(cover)
+    _check_files(path, tuple(chapters), output)
     options, extra = _reading(path, base, data, options)
     options = replace(options, qa=_qa(path, data.get("qa")))
     ray = None
@@ -125,7 +137,7 @@ def load_project(path: Path) -> Project:
         from .cluster import settings_from
 
         ray = settings_from(data["ray"], str(path))
-    return Project(path, data.get("title"), data.get("author"), tuple(chapters), options, output, cover, extra, ray=ray)
+    return Project(path, _text(data.get("title")), _text(data.get("author")), tuple(chapters), options, output, cover, extra, ray=ray)
 
 
 def _reading(path: Path, base: Path, data: dict[str, Any], options: RenderOptions) -> tuple[RenderOptions, dict[str, Any]]:
@@ -158,6 +170,77 @@ def _qa(path: Path, value: Any) -> Any:
         raise UsageError(f"{path}: qa: bad setting ({e}); e.g. `qa: {{mode: retake, retakes: 2}}`") from e
     except UsageError as e:
         raise UsageError(f"{path}: qa: {str(e).lstrip('-')}") from e
+
+
+_TEXT, _NUMBER = ((str, int, float), "text"), ((int, float), "a number")
+_TYPES: dict[str, tuple[tuple[type, ...], str]] = {  # what each project field may hold (yes/no is never a number or a name)
+    "title": _TEXT, "author": _TEXT, "engine": ((str,), "an engine name"), "voices": ((dict,), "a mapping SPEAKER: voice"),
+    "chunk": ((str,), "a chunking method"), "max_words": ((int,), "a whole number"), "seed": ((int,), "a whole number"),
+    "format": ((str,), "an extension such as wav"), "build_dir": ((str,), "a folder"), "output": ((str,), "a file name"),
+    "chapters": ((list,), "a list of transcript files"), "higgs": ((dict,), "a mapping of higgs settings"),
+    "pauses": ((dict,), "a mapping such as {chapter: 2.0}"), "cover": ((str,), "an image file"), "music": ((str,), "an audio file"),
+    "music_gain": _NUMBER, "duck": _NUMBER, "loudness": ((str, int, float), "a preset name or LUFS number"),
+    "lexicon": ((str,), "a lexicon file"), "numbers": ((str,), "a numbers mode"), "emoji": ((str,), "an emoji mode"),
+    "language": ((str,), "a language code"), "qa": ((str, dict), "a QA mode or a mapping {mode: ..., retakes: ...}"),
+    "ray": ((dict,), "a mapping of Ray settings"),
+}
+
+
+def _check_types(path: Path, data: dict[str, Any]) -> None:
+    """Every field's type, before anything is built from it: `title: [a, b]` or `seed: yes` is a mistake to name."""
+    for key, value in data.items():
+        allowed, label = _TYPES.get(key, ((object,), ""))
+        if value is not None and (isinstance(value, bool) or not isinstance(value, allowed)):
+            raise UsageError(f"{path}: `{key}:` is {type(value).__name__} {value!r:.40}; it must be {label}")
+    for key, value in (data.get("pauses") or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 60:
+            raise UsageError(f"{path}: pauses: {key}: {value!r:.40}; give seconds between 0 and 60")
+    if isinstance(data.get("max_words"), int) and data["max_words"] < 1:
+        raise UsageError(f"{path}: `max_words:` must be at least 1")
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _check_settings(path: Path, options: RenderOptions) -> None:
+    from .engines.higgs import validate_settings  # torch-free
+
+    try:
+        validate_settings(options.higgs)
+    except UsageError as e:
+        raise UsageError(f"{path}: higgs: {e}") from e
+    except TypeError as e:
+        raise UsageError(f"{path}: higgs: a setting has the wrong type ({e}); numbers must be written as numbers") from e
+    if options.engine not in ENGINE_NAMES:
+        raise UsageError(f"{path}: engine {options.engine!r}; use one of {', '.join(ENGINE_NAMES)}")
+
+
+def _check_files(path: Path, chapters: tuple[Chapter, ...], output: Path | None) -> None:
+    """Chapter files exist, and no output lands on a chapter's transcript or audio, another chapter's, or the book file."""
+    from .audio import output_format
+    from .containers import is_container
+
+    seen: dict[Path, Chapter] = {}
+    for chapter in chapters:
+        if not chapter.source.is_file():
+            raise UsageError(f"{path}: chapter file {chapter.source} not found; fix its `chapters:` entry")
+        other = seen.get(chapter.output)
+        if other is not None:
+            raise UsageError(f"{path}: chapters {other.source.name} and {chapter.source.name} would both be built as "
+                             f"{chapter.output}; rename one of the transcript files")
+        seen[chapter.output] = chapter
+    sources = {c.source.resolve() for c in chapters} | {path.resolve()}
+    for out in list(seen) + ([output] if output else []):
+        if out.resolve() in sources:
+            raise UsageError(f"{path}: output {out} is also a chapter transcript or the project file; writing it would destroy it")
+    if output is None:
+        return
+    if output.resolve() in {o.resolve() for o in seen} or output.with_suffix(".json").resolve() in {o.with_suffix(".json").resolve() for o in seen}:
+        raise UsageError(f"{path}: book `output: {output.name}` is also a chapter's audio file in {output.parent}; "
+                         "give the book another name (e.g. book.m4b)")
+    if not is_container(output):
+        output_format(output)
 
 
 @dataclass(frozen=True)
@@ -194,7 +277,7 @@ def build(project: Project, engine: str, cache: ChunkCache, jobs: int = 1, force
     import tempfile
 
     from . import engines
-    from .pipeline import chunk_keys, make_plan, prerender, render
+    from .pipeline import check_job_files, chunk_keys, make_plan, prerender, render
     from .scripts import read
 
     emit = on_event or (lambda e: None)
@@ -202,9 +285,15 @@ def build(project: Project, engine: str, cache: ChunkCache, jobs: int = 1, force
     summary: dict[str, Any] = {"project": str(project.path), "engine": engine, "chapters": []}
     stale = []
     scripts = [read(chapter.source, "auto", project.extra.get("clean")) for chapter in project.chapters]
+    if project.output:
+        from .containers import check_output
+
+        project.output.parent.mkdir(parents=True, exist_ok=True)
+        check_output(project.output)
     voices = book_cast(scripts, options)
     for chapter, script in zip(project.chapters, scripts, strict=True):
         plan = make_plan(script, options, engine, voices)
+        check_job_files(plan, chapter.output)  # every chapter's music cues, before the first chapter renders
         key = make_key({"chunks": chunk_keys(plan), "options": repr(replace(options, higgs=None, voices={})),
                         "format": chapter.output.suffix})
         stamp = _stamp(chapter.output.with_suffix(".json"))
@@ -298,7 +387,13 @@ def _bind_book(project: Project, chapters: list[dict[str, Any]], options: Render
 def bind_book(files: list[Path], out: Path, gap: float, titles: list[str], title: str | None = None,
               author: str | None = None, cover: Path | None = None) -> dict[str, Any]:
     """One book from chapter files: m4b/m4a through ffmpeg (chapters, metadata, cover), else joined audio."""
-    from .containers import bind, is_container
+    from .containers import bind, check_audio_input, check_output, is_container
+    from .files import check_not_input
+
+    check_output(out)
+    check_not_input(out, {f"chapter file {p.name}": p for p in files}, "book")
+    for path in files:
+        check_audio_input(path)
 
     if is_container(out):
         return bind(files, out, title=title, author=author, cover=cover, chapter_titles=titles)
@@ -307,9 +402,8 @@ def bind_book(files: list[Path], out: Path, gap: float, titles: list[str], title
 
 def concatenate(files: list[Path], out: Path, gap: float, titles: list[str]) -> dict[str, Any]:
     """Join chapter files (24 kHz mono) with `gap` seconds between them, streaming block by block."""
-    import soundfile as sf
-
-    from .audio import AudioWriter, check_writable, resample, silence
+    from .audio import AudioWriter, check_writable, silence
+    from .containers import read_blocks
 
     check_writable(out)
     chapters = []
@@ -318,9 +412,8 @@ def concatenate(files: list[Path], out: Path, gap: float, titles: list[str]) -> 
             if i:
                 writer.write(silence(gap, SAMPLE_RATE))
             start = writer.frames / SAMPLE_RATE
-            with sf.SoundFile(str(path)) as f:
-                for block in f.blocks(blocksize=SAMPLE_RATE * 30, dtype="float32", always_2d=True):
-                    writer.write(resample(block.mean(axis=1), f.samplerate, SAMPLE_RATE))
+            for block in read_blocks(path, SAMPLE_RATE):
+                writer.write(block)
             chapters.append({"title": titles[i], "start": round(start, 3), "end": round(writer.frames / SAMPLE_RATE, 3)})
         duration = writer.frames / SAMPLE_RATE
     return {"duration": round(duration, 3), "chapters": chapters}

@@ -32,6 +32,19 @@ def default_cache_dir() -> Path:
     return Path(base) / "higgs" / "chunks"
 
 
+def cache_problem(root: Path) -> str | None:
+    """Why chunks could not be stored under `root` (it is a file, read-only, ...), creating it if needed; None when fine."""
+    if root.exists() and not root.is_dir():
+        return "is a file, not a folder"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot be created ({e.strerror})"
+    if not os.access(root, os.W_OK | os.X_OK):
+        return "is not writable"
+    return None
+
+
 def make_key(parts: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON of `parts` (sorted keys, no whitespace)."""
     blob = json.dumps({"format": FORMAT_VERSION, **parts}, sort_keys=True, separators=(",", ":"), default=str)

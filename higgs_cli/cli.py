@@ -20,7 +20,7 @@ from .cli_check import QaMode, QaModel, RetakeChunks, Retakes, parse_chunks, qa_
 from .cli_import import Emoji, Format, LexiconOpt, Numbers, import_cmd
 from .cli_model import model_app
 from .cli_ray import RayAddress, cluster_bar, ray_settings, render_on_ray
-from .errors import EngineUnavailable, HiggsError, UsageError
+from .errors import EngineUnavailable, HiggsError, Terminated, UsageError
 from .options import (
     CHUNK_METHODS,
     DEFAULT_CHUNK,
@@ -118,38 +118,81 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
     """higgs: turn transcripts into finished speech."""
 
 
-def _interrupted(e: BaseException | None) -> bool:
+def _interrupted(e: BaseException | None) -> KeyboardInterrupt | None:
     seen = 0
     while e is not None and seen < 20:
         if isinstance(e, KeyboardInterrupt):
-            return True
+            return e
         e, seen = e.__cause__ or e.__context__, seen + 1
-    return False
+    return None
+
+
+def _stop(e: KeyboardInterrupt) -> typer.Exit:
+    """Ctrl-C exits 130, SIGTERM 143 and SIGHUP 129 (128 + the signal), after the unwinding removed every temp file."""
+    if isinstance(e, Terminated):
+        import signal
+
+        err.print(f"stopped by {signal.Signals(e.signum).name}; no output was written (finished chunks are cached)")
+        return typer.Exit(128 + e.signum)
+    err.print("interrupted; no output was written")
+    return typer.Exit(130)
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    import signal
+
+    for name in _TERMINATING:  # a second signal ends the process at once (the next run sweeps its temp files)
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    raise Terminated(signum)
+
+
+_TERMINATING = ("SIGTERM", "SIGHUP")
+
+
+def _install_signals() -> dict[Any, Any]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C; returns the handlers to restore (none off the main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for name in _TERMINATING:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, _on_signal)
+    return previous
 
 
 def reported(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into one stderr line and an exit code; Ctrl-C into exit 130."""
+    """Turn library errors into one stderr line and an exit code; Ctrl-C into exit 130, SIGTERM into 143."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import signal
+
+        previous = _install_signals()
         try:
             return fn(*args, **kwargs)
         except HiggsError as e:
             err.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)  # a message's [brackets] are text
             raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("interrupted; no output was written")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:
+            raise _stop(e) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as e:  # a bug, not a user mistake: still one line unless debugging
-            if _interrupted(e):  # Ctrl-C inside an import or a C extension arrives wrapped
-                err.print("interrupted; no output was written")
-                raise typer.Exit(130) from None
+            stopped = _interrupted(e)
+            if stopped is not None:  # Ctrl-C inside an import or a C extension arrives wrapped
+                raise _stop(stopped) from None
             if os.environ.get("HIGGS_DEBUG"):
                 raise
-            err.print(f"[bold red]internal error:[/] {e.__class__.__name__}: {e} (set HIGGS_DEBUG=1 for the traceback)", soft_wrap=True)
+            err.print(f"[bold red]internal error:[/] {e.__class__.__name__}: {escape(str(e))} (set HIGGS_DEBUG=1 for the traceback)", soft_wrap=True)
             raise typer.Exit(1) from None
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     return wrapper
 
@@ -173,6 +216,8 @@ def _parse_voices(values: list[str] | None) -> tuple[dict[str, str], str | None]
     mapping: dict[str, str] = {}
     default = None
     for value in values or []:
+        if not value.strip():
+            raise UsageError("--voice is empty; give a voice NAME, a clip path or SPEAKER=NAME (see `higgs voices list`)")
         if "=" in value:
             speaker, _, name = value.partition("=")
             if not speaker.strip() or not name.strip():
@@ -211,10 +256,21 @@ def _progress(quiet: bool):
     return bar, bar.add_task("rendering", total=None)
 
 
-def _cache(cache_dir: Path | None, no_cache: bool):
-    from .cache import ChunkCache, default_cache_dir
+def _cache(cache_dir: Path | None, no_cache: bool, create: bool = True):
+    """The chunk cache; a default location that cannot be used is skipped with a warning, an explicit --cache refused."""
+    from .cache import ChunkCache, cache_problem, default_cache_dir
 
-    return ChunkCache(None if no_cache else (cache_dir or default_cache_dir()))
+    if no_cache:
+        return ChunkCache(None)
+    root = cache_dir or default_cache_dir()
+    problem = cache_problem(root) if create else None
+    if problem and cache_dir is not None:
+        raise UsageError(f"--cache {root}: {problem}; give a writable folder or --no-cache")
+    if problem:
+        _warn([f"chunk cache {root} {problem}; rendering without the cache (set HIGGS_CACHE_DIR to a writable folder, "
+               "or pass --cache DIR or --no-cache)"], False)
+        return ChunkCache(None)
+    return ChunkCache(root)
 
 
 def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool, as_json: bool, quiet: bool,
@@ -227,6 +283,7 @@ def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool,
 
     if output is None and not dry_run:
         raise UsageError("no output file; add -o OUT.wav (or --dry-run to only plan)")
+    jobs = _cap_jobs(jobs, quiet)
     if output is not None:
         from .containers import check_output
 
@@ -241,6 +298,10 @@ def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool,
     plan = make_plan(script, options, engine)
     if voice is not None:
         plan = replace(plan, cast={spk: voice for spk in script.speakers})
+    if output is not None:
+        from .pipeline import check_job_files
+
+        check_job_files(plan, output, subtitles, stems)
     if note and not quiet:
         err.print(f"[dim]{note}[/]", soft_wrap=True)
     if not quiet:
@@ -277,6 +338,21 @@ def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool,
     settle(doc, lambda line: err.print(line, soft_wrap=True), quiet)
 
 
+def _cap_jobs(jobs: int, quiet: bool) -> int:
+    """--jobs above the usable core count only makes workers fight over the cores (and costs memory): capped, with a warning."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if jobs <= cores:
+        return jobs
+    _warn([f"--jobs {jobs} is more than the {cores} CPU cores here; using {cores} workers"], quiet)
+    return cores
+
+
+def _warn(lines: list[str], quiet: bool) -> None:
+    """Warnings go to stderr (the manifest also lists them); --quiet keeps them out."""
+    for line in [] if quiet else lines:
+        err.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
+
+
 def _print_plan(doc: dict) -> None:
     from rich.table import Table
 
@@ -294,8 +370,10 @@ def _finishing(options: RenderOptions, music: Path | None, music_gain: float, mu
                max_silence: float | None) -> RenderOptions:
     from .mixing import validate
 
-    if music is not None and not music.is_file():
-        raise UsageError(f"--music {music}: file not found; give an audio file for the bed")
+    if music is not None:
+        from .mixing import check_music
+
+        check_music(music)
     if max_silence is not None and not 0.05 <= max_silence <= 10:
         raise UsageError("--max-silence must be between 0.05 and 10 seconds")
     finish = FinishOptions(music_gain=music_gain, music_intro=music_intro, music_outro=music_outro, duck=duck,
@@ -425,6 +503,7 @@ def clone(
                             scene=scene, ref_in_system=ref_in_system, emotion=emotion, speed=speed)
     if save_as:
         saved = voices.add(save_as, ref, ref_text)
+        _warn(voices.clip_problems(ref), quiet)
         if not quiet:
             err.print(f"saved voice {saved.name!r} to {saved.clip}")
     if save_as and transcript is None and text is None:
@@ -433,6 +512,8 @@ def clone(
     if name is None:
         return
     voices.prepare_clip(ref)  # fail early on a corrupt, silent or badly sized clip
+    if not save_as:
+        _warn(voices.clip_problems(ref), quiet)
     found = voices.resolve(str(ref.resolve()))  # picks up a sibling .txt/.yaml when present
     voice = replace(found, transcript=ref_text or found.transcript)
     options = RenderOptions(engine=name, chunk=chunk, max_words=max_words, seed=seed, higgs=higgs, qa=qa_options(qa, retakes, qa_model))
@@ -467,7 +548,9 @@ def voices_list(as_json: Json = False) -> None:
 
     from .voices import library
 
-    rows = library()
+    problems: list[str] = []
+    rows = library(problems)
+    _warn(problems, False)
     if as_json:
         print(json.dumps([_voice_doc(v) for v in rows], indent=2, ensure_ascii=False))
         return
@@ -514,11 +597,12 @@ def voices_add(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing user voice.")] = False,
 ) -> None:
     """Add a clip to your voice library (normalised to mono 24 kHz, silence trimmed)."""
-    from .voices import add
+    from .voices import add, clip_problems
 
     if len(text) < 4096 and text.endswith(".txt") and Path(text).is_file():
         text = Path(text).read_text(encoding="utf-8")
     voice = add(name, audio, text, description=description, gender=gender, language=language, force=force)
+    _warn(clip_problems(audio), False)
     err.print(f"added voice {voice.name!r} at {voice.clip}")
 
 
@@ -571,7 +655,7 @@ def _size(text: str) -> int:
 @reported
 def cache_info(cache_dir: CacheDir = None, as_json: Json = False) -> None:
     """Show the cache's location, entries, size and age."""
-    doc = _cache(cache_dir, False).info()
+    doc = _cache(cache_dir, False, create=False).info()
     if as_json:
         print(json.dumps(doc, indent=2))
         return
@@ -591,7 +675,7 @@ def cache_prune(
         raise UsageError("say what to prune: --older-than DAYS and/or --max-size SIZE (or use `higgs cache clear`)")
     if older_than is not None and older_than < 0:
         raise UsageError("--older-than must be >= 0 days")
-    removed, freed = _cache(cache_dir, False).prune(older_than, _size(max_size) if max_size else None)
+    removed, freed = _cache(cache_dir, False, create=False).prune(older_than, _size(max_size) if max_size else None)
     err.print(f"removed {removed} chunks ({freed / 1e6:.1f} MB)")
 
 
@@ -599,7 +683,7 @@ def cache_prune(
 @reported
 def cache_clear(cache_dir: CacheDir = None) -> None:
     """Remove every cached chunk."""
-    removed, freed = _cache(cache_dir, False).clear()
+    removed, freed = _cache(cache_dir, False, create=False).clear()
     err.print(f"removed {removed} chunks ({freed / 1e6:.1f} MB)")
 
 
@@ -664,7 +748,7 @@ def build_cmd(
             err.print("  " + line(event.name, event.detail))
 
     try:
-        summary = build(spec, engine, _cache(cache_dir, no_cache), jobs, force, report, ray=on_ray)
+        summary = build(spec, engine, _cache(cache_dir, no_cache), _cap_jobs(jobs, quiet), force, report, ray=on_ray)
     finally:
         stop()
     if as_json:

@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .audio import AudioWriter, check_writable
+from .audio import AudioWriter, check_output_path, check_writable, decoder_quiet
 from .errors import OutputError, RenderError, UsageError
 from .options import AAC_BITRATE, BLOCK_FRAMES, CONTAINER_FORMATS, SAMPLE_RATE
 
@@ -63,10 +62,9 @@ def check_output(path: Path) -> None:
     if not is_container(path):
         check_writable(path)
         return
+    check_output_path(path, "book.m4b")
     ffmpeg_exe()
     parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise OutputError(f"{path}: is a directory; give a file name such as {path / 'book.m4b'}")
     if not parent.is_dir():
         raise OutputError(f"{path}: folder {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK):
@@ -88,7 +86,8 @@ def _soundfile_info(path: Path) -> Any | None:
     import soundfile as sf
 
     try:
-        return sf.info(str(path))
+        with decoder_quiet(path):
+            return sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError):
         return None
 
@@ -104,6 +103,18 @@ def audio_duration(path: Path) -> float:
         raise ContainerError(f"{path}: not a readable audio file; give a wav, flac, ogg, mp3 or m4a file")
     h, m, s = times[-1]
     return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def check_audio_input(path: Path) -> None:
+    """An input that must be audio (a chapter to bind) is a file soundfile or ffmpeg decodes."""
+    if not Path(path).is_file():
+        raise ContainerError(f"{path}: audio file not found; check the path")
+    try:
+        seconds = audio_duration(path)
+    except (ContainerError, RenderError) as e:
+        raise ContainerError(f"{path}: not a readable audio file; give chapter audio (wav, flac, ogg, mp3, m4a)") from e
+    if seconds <= 0:
+        raise ContainerError(f"{path}: holds no audio; remove it from the list")
 
 
 def read_blocks(path: Path, rate: int = SAMPLE_RATE, block: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
@@ -122,9 +133,12 @@ def _soundfile_blocks(path: Path, source_rate: int, rate: int, block: int) -> It
     import soxr
 
     stream = None if source_rate == rate else soxr.ResampleStream(source_rate, rate, 1, dtype="float32", quality="HQ")
-    with sf.SoundFile(str(path)) as f:
+    with decoder_quiet(path):
+        f = sf.SoundFile(str(path))
+    with f:
         while True:
-            data = f.read(block, dtype="float32", always_2d=True)
+            with decoder_quiet(path):
+                data = f.read(block, dtype="float32", always_2d=True)
             last = len(data) < block
             mono = np.ascontiguousarray(data.mean(axis=1), dtype=np.float32)
             out = mono if stream is None else stream.resample_chunk(mono, last=last)
@@ -216,13 +230,13 @@ def book_metadata(title: str | None, author: str | None, audiobook: bool) -> dic
 def encode(wav: Path, out: Path, *, metadata: dict[str, str] | None = None, chapters: Sequence[Chapter] = (),
            cover: Path | None = None, bitrate: str = AAC_BITRATE) -> None:
     """Encode `wav` to AAC in an m4a/m4b at `out`, atomically, with tags, chapters and cover art."""
+    from .files import sweep_stale, temp_path
+
     kind = cover_kind(cover) if cover else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent or ".")
-    os.close(fd)
-    meta_fd, meta_path = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".ffmeta", dir=out.parent or ".")
+    sweep_stale(out)
+    tmp, meta_path = str(temp_path(out, ".partial")), str(temp_path(out, ".ffmeta"))
     try:
-        with os.fdopen(meta_fd, "w", encoding="utf-8") as f:
-            f.write(ffmetadata(metadata or {}, chapters))
+        Path(meta_path).write_text(ffmetadata(metadata or {}, chapters), encoding="utf-8")
         args = ["-loglevel", "error", "-y", "-i", str(wav), "-f", "ffmetadata", "-i", meta_path]
         if kind:
             args += ["-i", str(cover)]
@@ -288,9 +302,9 @@ def bind(inputs: list[Path], out: Path, title: str | None = None, author: str | 
 def _bind(inputs: list[Path], out: Path, titles: list[str], title: str | None, author: str | None, cover: Path | None, bitrate: str) -> dict[str, Any]:
     container = is_container(out)
     if container:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".wav", dir=out.parent or ".")
-        os.close(fd)
-        target = Path(tmp)
+        from .files import temp_path
+
+        target = temp_path(out, ".wav")
     else:
         target = out
     try:

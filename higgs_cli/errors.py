@@ -47,3 +47,11 @@ class QualityError(HiggsError):
     """Chunks failed the quality gate in strict mode, or `higgs check` flagged some (exit 3)."""
 
     exit_code = 3
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwound like Ctrl-C (temp files removed), the process exits 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

@@ -55,8 +55,17 @@ def inspect(path: Path, png: Path | None = None, manifest: Path | None = None, b
     path = Path(path)
     if not path.is_file():
         raise InspectError(f"{path}: file not found; check the path")
-    report: dict[str, Any] = {"file": str(path), **measure_file(path, block)}
+    if png is not None:
+        check_png_path(Path(png))
     doc = load_manifest(path, manifest)
+    report: dict[str, Any] = {"file": str(path), **measure_file(path, block)}
+    if doc is not None:
+        problem = manifest_mismatch(doc, report["duration"])
+        if problem and manifest is not None:
+            raise InspectError(f"{manifest}: {problem}; give the manifest written with {path.name}")
+        if problem:
+            report["warnings"] = [f"{path.with_suffix('.json')} ignored: {problem} (a manifest from an earlier render?)"]
+            doc = None
     if doc is not None:
         chunks = doc.get("chunks") or []
         report["speakers"] = talk_time(chunks)
@@ -67,6 +76,36 @@ def inspect(path: Path, png: Path | None = None, manifest: Path | None = None, b
         draw_timeline(path, Path(png), report["duration"], doc, block)
         report["png"] = str(png)
     return report
+
+
+MANIFEST_TOLERANCE_S = 0.25  # encoders pad lossy files by a few tens of ms
+
+
+def manifest_mismatch(doc: dict[str, Any], duration: float) -> str | None:
+    """Why a manifest cannot describe audio of `duration` seconds (None when it can)."""
+    tolerance = MANIFEST_TOLERANCE_S + 0.01 * duration
+    said = doc.get("duration")
+    if isinstance(said, int | float) and abs(float(said) - duration) > tolerance:
+        return f"it describes {float(said):.2f} s of audio but the file is {duration:.2f} s"
+    ends = [float(c["end"]) for c in doc.get("chunks") or [] if isinstance(c, dict) and isinstance(c.get("end"), int | float)]
+    if ends and max(ends) > duration + tolerance:
+        return f"its chunks run to {max(ends):.2f} s but the file is {duration:.2f} s"
+    return None
+
+
+def check_png_path(png: Path) -> None:
+    """Before measuring: the timeline can be written where asked."""
+    import os
+
+    if png.suffix.lower() != ".png":
+        raise InspectError(f"--png {png}: give a file name ending in .png")
+    if png.is_dir():
+        raise InspectError(f"--png {png}: is a directory; give a file name such as {png / 'timeline.png'}")
+    parent = png.parent if str(png.parent) else Path(".")
+    if not parent.is_dir():
+        raise InspectError(f"--png {png}: folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK) or (png.exists() and not os.access(png, os.W_OK)):
+        raise InspectError(f"--png {png}: cannot write in {parent} (permission denied); choose another folder")
 
 
 def waveform_columns(path: Path, duration: float, width: int, block: int = BLOCK_FRAMES) -> tuple[np.ndarray, np.ndarray]:
@@ -113,9 +152,16 @@ def draw_timeline(path: Path, png: Path, duration: float, doc: dict[str, Any] | 
     if curve.get("curve"):
         _draw_curve(draw, curve["curve"], y + 10, scale)
     _draw_axis(draw, duration, scale, height)
-    tmp = png.with_name(f".{png.name}.partial")
-    img.save(tmp, format="PNG")
-    tmp.replace(png)
+    from .files import temp_path
+
+    tmp = temp_path(png, ".partial")
+    try:
+        img.save(tmp, format="PNG")
+        tmp.replace(png)
+    except OSError as e:
+        raise InspectError(f"--png {png}: writing failed ({e.strerror or e}); check the disk and folder") from e
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _draw_wave(draw: Any, lo: np.ndarray, hi: np.ndarray) -> None:

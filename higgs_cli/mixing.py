@@ -390,6 +390,22 @@ class MusicSource:
         return out
 
 
+def check_music(path: Path | str, label: str = "--music") -> None:
+    """Before any rendering: the music file exists and decodes as audio of at least MUSIC_MIN_SECONDS."""
+    from .containers import ContainerError, audio_duration
+    from .errors import RenderError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MusicError(f"{label} {path}: music file not found; check the name and folder")
+    try:
+        seconds = audio_duration(path)
+    except (ContainerError, RenderError) as e:
+        raise MusicError(f"{label} {path}: not a readable audio file; give a wav, flac, ogg, mp3 or m4a file") from e
+    if seconds < MUSIC_MIN_SECONDS:
+        raise MusicError(f"{label} {path}: music is {seconds:.2f} s long; give a file of at least {MUSIC_MIN_SECONDS:g} s (it loops)")
+
+
 def _load_music(path: Path, rate: int) -> np.ndarray:
     from .containers import ContainerError, read_all
 
@@ -711,11 +727,9 @@ def _output(out: Path, options: FinishOptions, chapters: list) -> Any:
             with AudioWriter(out, SAMPLE_RATE) as writer:
                 yield writer
             return
-        import os
-        import tempfile
+        from .files import temp_path
 
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".wav", dir=out.parent or ".")
-        os.close(fd)
+        tmp = temp_path(out, ".wav")
         try:
             with AudioWriter(Path(tmp), SAMPLE_RATE) as writer:
                 yield writer

@@ -28,6 +28,8 @@ DEFAULT_MAX_WORDS = 60  # ~20-25 s of speech: long enough for prosody, short eno
 # --- transcripts -------------------------------------------------------------------------------
 DEFAULT_SPEAKER = "NARRATOR"  # owner of any text before the first speaker tag
 MAX_TRANSCRIPT_BYTES = 64 * 1024 * 1024
+LONG_WORD_CHARS = 50  # a "word" longer than this (not a URL) is warned about: likely pasted data, not prose
+MAX_WORD_CHARS = 200  # ... and longer than this refused: an engine would hum one sound for minutes
 
 # --- engines and voices ------------------------------------------------------------------------
 ENGINE_NAMES = ("auto", "higgs", "piper", "espeak")

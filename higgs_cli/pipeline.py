@@ -15,7 +15,7 @@ from . import engines
 from .audio import AudioWriter, fade_edges, resample, silence, trim_silence
 from .cache import ChunkCache, Entry, file_digest, make_key
 from .chunking import Chunk, chunk_script
-from .errors import RenderError
+from .errors import OutputError, RenderError, VoiceError
 from .options import SAMPLE_RATE, RenderOptions
 from .transcript import Script
 from .voices import Voice, cast
@@ -71,7 +71,9 @@ def make_plan(script: Script, options: RenderOptions, engine: str, voices: dict[
         voices = {spk: voices[spk] for spk in script.speakers}
     else:
         voices = cast(script.speakers, options.voices, options.default_voice, options.distinct)
+    check_cast(voices, engine)
     chunks, notes = spoken_chunks(chunks, voices, options, engine)
+    notes += cast_notes(voices, engine)
     return Plan(script, chunks, voices, engine, chunk_seeds(options.seed, chunks), options, notes)
 
 
@@ -89,6 +91,27 @@ def spoken_chunks(chunks: tuple[Chunk, ...], voices: dict[str, Voice], options: 
         notes += [Note(chunk.line, kind, message) for kind, message in found]
         out.append(chunk if said == chunk.text else replace(chunk, text=said, written=chunk.text))
     return tuple(out), tuple(notes)
+
+
+def check_cast(voices: dict[str, Voice], engine: str) -> None:
+    """Every voice's settings for this engine are usable (a profile's `tilt: abc` is named here, not mid-render)."""
+    cls = engines.engine_class(engine)
+    for voice in {v.name: v for v in voices.values()}.values():
+        problem = cls.voice_problem(voice.settings(engine))
+        if problem:
+            raise VoiceError(f"voice {voice.name!r} ({voice.source}): its profile's engines: {engine}: {problem}; fix {voice.name}.yaml")
+
+
+def cast_notes(voices: dict[str, Voice], engine: str) -> tuple[Any, ...]:
+    """Warnings about the cast: a recorded clip on an engine that cannot clone is not the voice the user will hear."""
+    from .scripts import Note
+
+    if engines.engine_class(engine).clones:
+        return ()
+    return tuple(Note(None, "warning", f"{spk}: voice {voice.name!r} is a recorded clip, but the {engine} engine cannot clone voices; "
+                                       f"{spk} speaks in the {engine} engine's default voice instead (clone with the higgs engine, "
+                                       f"or give {voice.name}.yaml `engines: {engine}:` settings)")
+                 for spk, voice in voices.items() if voice.clip is not None and voice.source in ("path", "user") and not voice.settings(engine))
 
 
 def voice_fingerprint(voice: Voice, engine: type[engines.Engine]) -> dict[str, Any]:
@@ -199,11 +222,30 @@ def manifest(plan: Plan, output: Path | None, keys: list[str] | None = None, tim
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_start(engine: str, settings: Any) -> None:
+def _worker_start(engine: str, settings: Any, parent: int | None = None) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
+    if parent is not None:
+        _die_with_parent(parent)
     _WORKER["engine"] = engines.create(engine, settings)
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker never outlives its parent, even one killed with SIGKILL (Linux: PR_SET_PDEATHSIG; elsewhere the pool's own checks)."""
+    import os
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the death signal was armed
+        os._exit(1)
 
 
 def _worker_render(request: engines.ChunkRequest, key: str, cache_root: Path | None) -> Entry:
@@ -394,9 +436,11 @@ class _Renderer:
         if not missing:
             yield from self._sequential()
             return
+        import os
+
         context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(min(self.jobs, len(missing)), mp_context=context, initializer=_worker_start,
-                                   initargs=(self.plan.engine, self.plan.options.higgs))
+                                   initargs=(self.plan.engine, self.plan.options.higgs, os.getpid()))
         try:
             futures = {i: pool.submit(_worker_render, self.plan.request(i), self.keys[i], self.cache.root) for i in missing}
             for i in range(len(self.plan.chunks)):
@@ -405,6 +449,10 @@ class _Renderer:
                     continue
                 entry = self.cache.get(self.keys[i])
                 yield (i, entry, True) if entry is not None else (i, self._render(self.plan.request(i), self.keys[i]), False)
+        except BaseException:  # Ctrl-C, SIGTERM, an error or an abandoned job: stop the workers now, not after their chunks
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.kill()
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -542,42 +590,92 @@ def render(plan: Plan, output: Path, on_progress: Callable[[Progress], None] | N
     wav first and the finishing pass (mixing.finish) writes `output`; either way it appears atomically.
     """
     import os
-    import tempfile
 
     from .containers import check_output
+    from .files import sweep_stale, temp_path
     from .mixing import finish, validate
     from .subtitles import check_subtitle_path, write_subtitles
 
     check_output(output)
     if subtitles:
         check_subtitle_path(subtitles)
+    check_job_files(plan, output, subtitles, stems)
     cache = cache or ChunkCache(None)
     from .takes import prepare
 
     ready = prepare(plan, cache, chunk_keys, retake_chunks)
     plan = ready.plan
     keys = chunk_keys(plan)
-    if not needs_finishing(plan, output, stems):
-        line = _speech_pass(plan, output, keys, cache, jobs, None, on_progress, ready.gate, ready.takes)
-        doc = manifest(line.plan, output, line.keys, line.timings, line.duration, line.infos)
-    else:
-        validate(plan.options.finish)
-        fd, speech = tempfile.mkstemp(prefix=f".{output.name}.speech.", suffix=".wav", dir=output.parent)
-        os.close(fd)
-        try:
-            line = _speech_pass(plan, Path(speech), keys, cache, jobs, "FLOAT", on_progress, ready.gate, ready.takes)
+    # everything is written under temp names and the audio renamed into place last, so a late failure
+    # (subtitles, stems, a full disk) leaves neither a half-written file nor audio without its companions
+    sweep_stale(output)
+    staged = temp_path(output, ".staged" + output.suffix.lower())
+    try:
+        if not needs_finishing(plan, output, stems):
+            line = _speech_pass(plan, staged, keys, cache, jobs, None, on_progress, ready.gate, ready.takes)
             doc = manifest(line.plan, output, line.keys, line.timings, line.duration, line.infos)
-            regions = [(a, b, c.speaker) for (a, b), c in zip(line.timings, plan.chunks, strict=True) if b > a]
-            result = finish(Path(speech), output, speech_regions=regions, music_cues=line.cues, options=plan.options.finish,
-                            chapters=_chapters(doc, line.duration), stems=stems)
-        finally:
-            Path(speech).unlink(missing_ok=True)
-        _shift(doc, result["offset"])
-        doc["duration"], doc["finish"] = result["duration"], result
-    ready.summarise(doc)
-    if subtitles:
-        doc["subtitles"] = {"path": str(subtitles), "cues": write_subtitles(doc["chunks"], subtitles)}
+        else:
+            validate(plan.options.finish)
+            speech = temp_path(output, ".speech.wav")
+            try:
+                line = _speech_pass(plan, speech, keys, cache, jobs, "FLOAT", on_progress, ready.gate, ready.takes)
+                doc = manifest(line.plan, output, line.keys, line.timings, line.duration, line.infos)
+                regions = [(a, b, c.speaker) for (a, b), c in zip(line.timings, plan.chunks, strict=True) if b > a]
+                result = finish(speech, staged, speech_regions=regions, music_cues=line.cues, options=plan.options.finish,
+                                chapters=_chapters(doc, line.duration), stems=stems)
+            finally:
+                speech.unlink(missing_ok=True)
+            _shift(doc, result["offset"])
+            doc["duration"], doc["finish"] = result["duration"], {**result, "output": str(output)}
+        ready.summarise(doc)
+        if subtitles:
+            doc["subtitles"] = {"path": str(subtitles), "cues": write_subtitles(doc["chunks"], subtitles)}
+        os.replace(staged, output)
+    finally:
+        staged.unlink(missing_ok=True)
     return doc
+
+
+def check_job_files(plan: Plan, output: Path, subtitles: Path | None = None, stems: Path | None = None) -> None:
+    """Before any synthesis: no output overwrites an input, and every music file the job names is usable audio."""
+    from .files import check_not_input
+    from .mixing import check_music
+
+    inputs: dict[str, Path | str | None] = {"transcript": plan.script.source if plan.script.source and Path(plan.script.source).is_file() else None,
+                                           "--music file": plan.options.music, "--cover image": plan.options.finish.cover}
+    for spk, voice in plan.cast.items():
+        inputs[f"voice clip of {spk}"] = voice.clip
+    cues = [(c.line, control.music) for c in plan.chunks for control in c.controls_before + c.controls_after
+            if control.kind == "music" and control.music]
+    for line, name in cues:
+        where = f"{plan.script.source or '<text>'}:{line}: [music: {name}]"
+        path = _cue_path(name, plan)
+        inputs[f"music of {where}"] = path
+        check_music(path, where)
+    if plan.options.music:
+        check_music(plan.options.music)
+    check_not_input(output, inputs)
+    if subtitles is not None:
+        check_not_input(subtitles, {**inputs, "audio output": output}, "subtitles file")
+    if stems is not None:
+        check_stems_folder(Path(stems), output)
+
+
+def check_stems_folder(stems: Path, output: Path) -> None:
+    """--stems names a folder (new or existing) we can create files in, and not the output itself."""
+    import os
+
+    from .files import same_file
+
+    if stems.exists() and not stems.is_dir():
+        raise OutputError(f"--stems {stems}: exists and is not a folder; give a new or existing folder for the stems")
+    if same_file(stems, output):
+        raise OutputError(f"--stems {stems}: is the audio output; give a folder for the stems")
+    nearest = stems
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    if not nearest.is_dir() or not os.access(nearest, os.W_OK):
+        raise OutputError(f"--stems {stems}: cannot create files under {nearest} (permission denied); choose another folder")
 
 
 def _shift(doc: dict[str, Any], offset: float) -> None:

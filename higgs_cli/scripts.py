@@ -255,6 +255,7 @@ def load(text: str, fmt: str = "auto", source: str | None = None, clean: object 
         message = str(e)[len(f"{e.path or '<text>'}:{e.line}: "):]
         raise TranscriptError(message, e.path, converted.source_line(e.line)) from e
     segments = tuple(replace(s, line=converted.source_line(s.line)) for s in script.segments)
+    notes += [replace(n, line=converted.source_line(n.line)) if n.line else n for n in script.notes]  # the parser's warnings
     notes.sort(key=lambda n: (n.line or 0))
     return replace(script, segments=segments, notes=tuple(notes), format=converted.format)
 

@@ -109,9 +109,17 @@ def format_vtt(cues: list[Cue]) -> str:
 
 
 def check_subtitle_path(path: Path) -> None:
-    """Fail early on an unsupported subtitle extension."""
-    if Path(path).suffix.lower() not in SUBTITLE_FORMATS:
-        raise OutputError(f"{path}: unsupported subtitle format {Path(path).suffix or '(none)'!r}; use .srt or .vtt")
+    """Fail early on an unsupported subtitle extension, or a path that could not be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"--subtitles {path}: is a directory; give a file name such as {path / 'out.srt'}")
+    if path.suffix.lower() not in SUBTITLE_FORMATS:
+        raise OutputError(f"{path}: unsupported subtitle format {path.suffix or '(none)'!r}; use .srt or .vtt")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"--subtitles {path}: folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OutputError(f"--subtitles {path}: cannot write in {parent} (permission denied); choose another folder")
 
 
 def write_subtitles(chunks: Iterable[Mapping[str, Any]], path: Path, offset: float = 0.0, speakers: bool = True) -> int:

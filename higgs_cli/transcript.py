@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import TranscriptError
-from .options import DEFAULT_SPEAKER, MAX_TRANSCRIPT_BYTES
+from .options import DEFAULT_SPEAKER, LONG_WORD_CHARS, MAX_TRANSCRIPT_BYTES, MAX_WORD_CHARS
 
 # A speaker tag opens a line: [SPEAKER0] (any case) or an upper-case name such as [NARRATOR].
 # Lower-case bracket tags ([laugh], [music start]) are sound events, never speakers.
@@ -135,6 +136,9 @@ def decode_transcript(data: bytes, path: str | None = None) -> str:
     """Bytes -> text: UTF-8 with or without BOM, CRLF/CR/LF; binary or other encodings are refused."""
     if len(data) > MAX_TRANSCRIPT_BYTES:
         raise TranscriptError(f"transcript is larger than {MAX_TRANSCRIPT_BYTES >> 20} MB; split it into chapters", path)
+    unicode = _decode_utf16_32(data, path)
+    if unicode is not None:
+        return unicode.replace("\r\n", "\n").replace("\r", "\n")
     if b"\x00" in data[:65536]:
         raise TranscriptError("this is a binary file, not a transcript; give a UTF-8 text file", path)
     try:
@@ -147,6 +151,27 @@ def decode_transcript(data: bytes, path: str | None = None) -> str:
             line,
         ) from e
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _decode_utf16_32(data: bytes, path: str | None) -> str | None:
+    """Text saved as UTF-16/32 with a byte-order mark (Windows Notepad's "Unicode") is read; without one it is named."""
+    for bom, codec in _WIDE_BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(codec)
+            except UnicodeDecodeError as e:
+                raise TranscriptError(f"{codec.upper()} text with a broken byte at {e.start}; re-save the file as UTF-8", path) from e
+    head = data[:4096]
+    if len(head) >= 4 and b"\x00" in head:
+        odd, even = head[1::2].count(0) / (len(head) // 2), head[0::2].count(0) / (len(head) // 2)
+        if max(odd, even) > 0.4 and min(odd, even) < 0.05:
+            order = "LE" if odd > even else "BE"
+            raise TranscriptError(f"this looks like UTF-16 text without a byte-order mark; re-save it as UTF-8 "
+                                  f"(e.g. iconv -f UTF-16{order} -t UTF-8 FILE > FILE.utf8.txt)", path)
+    return None
 
 
 def read_transcript(path: Path) -> Script:
@@ -164,6 +189,7 @@ def read_transcript(path: Path) -> Script:
 
 def parse_transcript(text: str, source: str | None = None) -> Script:
     """Split text into speaker segments; blank lines end paragraphs; untagged lines continue a turn."""
+    check_tags(text, source)
     segments: list[Segment] = []
     speaker, pending_tag_line = DEFAULT_SPEAKER, None
     buf: list[str] = []
@@ -215,7 +241,73 @@ def parse_transcript(text: str, source: str | None = None) -> Script:
     if not segments:
         raise TranscriptError("transcript has no text; write some, e.g. '[SPEAKER0] Hello there.'", source)
     speakers = tuple(sorted(first_seen, key=lambda s: speaker_sort_key(s, first_seen)))
-    return Script(tuple(segments), speakers, source)
+    return Script(tuple(segments), speakers, source, notes=text_warnings(text))
+
+
+_PAUSE_LIKE = re.compile(r"\[\s*pause\b[^\[\]]*\]")
+_MUSIC_LIKE = re.compile(r"\[\s*music\s*:[^\[\]]*\]")
+_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|www\.)\S+$|^[\w.+-]+@[\w-]+(?:\.[\w-]+)+$", re.IGNORECASE)
+
+
+_UNSPACED = re.compile(r"[\u0e00-\u0e7f\u3000-\u9fff\uf900-\ufaff\uff00-\uffef]")  # Thai, CJK: no spaces between words
+
+
+def _long_words(line: str, limit: int) -> list[str]:
+    """Tokens longer than `limit` characters that hold letters or digits and are not URLs, e-mail addresses or unspaced scripts."""
+    return [w for w in line.split() if len(w) > limit and not _URL.match(w) and any(ch.isalnum() for ch in w) and not _UNSPACED.search(w)]
+
+
+def check_tags(text: str, source: str | None = None) -> None:
+    """Refuse text that would be spoken wrongly without a word said: an unclosed `[` tag, a [pause:...] that is not
+    seconds in range, an empty [music:], or a "word" of more than MAX_WORD_CHARS characters."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        if "[" in line:
+            _check_brackets(line, source, number)
+            for m in _PAUSE_LIKE.finditer(line):
+                _check_pause(m.group(0), source, number)
+            for m in _MUSIC_LIKE.finditer(line):
+                tag = CONTROL_TAG.fullmatch(m.group(0))
+                if tag is None or not tag.group("file").strip():
+                    raise TranscriptError(f"{m.group(0)} names no file; write [music: FILE] or [music off]", source, number)
+        for word in _long_words(line, MAX_WORD_CHARS)[:1]:
+            raise TranscriptError(f"a {len(word)}-character word ({word[:20]}...) would be read as one endless sound; "
+                                  "add spaces or remove it", source, number)
+
+
+def _check_brackets(line: str, source: str | None, number: int) -> None:
+    opened = None
+    for i, ch in enumerate(line):
+        if ch == "[":
+            if opened is not None:
+                raise TranscriptError(f"tag {line[opened:i].strip()!r} is not closed before the next '['; add ']'", source, number)
+            opened = i
+        elif ch == "]":
+            opened = None
+    if opened is not None:
+        snippet = line[opened: opened + 30].strip()
+        raise TranscriptError(f"tag {snippet!r} is not closed; add ']' (or remove the '[' if it is text)", source, number)
+
+
+def _check_pause(tag: str, source: str | None, number: int) -> None:
+    from .options import PAUSE_TAG_MAX
+
+    m = CONTROL_TAG.fullmatch(tag)
+    if m is None:
+        raise TranscriptError(f"{tag} is not a pause; write [pause] or [pause:SECONDS], e.g. [pause:1.5]", source, number)
+    if m.group("secs") and float(m.group("secs")) > PAUSE_TAG_MAX:
+        raise TranscriptError(f"{tag} is longer than {PAUSE_TAG_MAX:g} s; give a shorter pause", source, number)
+
+
+def text_warnings(text: str) -> tuple[Any, ...]:
+    """Problems worth a warning (scripts.Note) but not a refusal, each on its line: for now, very long "words"."""
+    from .scripts import Note
+
+    found = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        for word in _long_words(line, LONG_WORD_CHARS):
+            found.append(Note(number, "warning", f"a {len(word)}-character word ({word[:20]}...) will be read out as one long sound; "
+                                                 "check the text"))
+    return tuple(found)
 
 
 def plain_text(text: str) -> str:

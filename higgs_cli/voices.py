@@ -68,10 +68,24 @@ def _load_profile(path: Path) -> dict:
     return data
 
 
+def _check_profile(path: Path, data: dict) -> None:
+    """Types of a profile's fields: text where text is meant, `engines:` a mapping of mappings."""
+    for key in ("description", "gender", "language"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise VoiceError(f"{path}: `{key}:` is {type(data[key]).__name__}; write it as text")
+    engines = data.get("engines")
+    if engines is not None and not (isinstance(engines, dict) and all(isinstance(v, dict | None) for v in engines.values())):
+        raise VoiceError(f"{path}: `engines:` must map engine names to settings, e.g. engines: {{piper: {{pitch: 1.1}}}}")
+
+
 def _voice_from_files(name: str, source: str, clip: Path | None, folder: Path) -> Voice:
     txt, yml = folder / f"{name}.txt", folder / f"{name}.yaml"
     profile = _load_profile(yml) if yml.is_file() else {}
-    transcript = txt.read_text(encoding="utf-8").strip() if txt.is_file() else None
+    _check_profile(yml, profile)
+    try:
+        transcript = txt.read_text(encoding="utf-8").strip() if txt.is_file() else None
+    except (OSError, UnicodeDecodeError) as e:
+        raise VoiceError(f"{txt}: the clip's transcript cannot be read ({e.__class__.__name__}); save it as UTF-8 text") from e
     return Voice(
         name=name, source=source, clip=clip, transcript=transcript or None,
         description=profile.get("description"), gender=profile.get("gender"),
@@ -86,25 +100,44 @@ def _in_folder(name: str, folder: Path, source: str) -> Voice | None:
     return None
 
 
-def library() -> list[Voice]:
-    """Every voice in the user and bundled folders (a user voice hides a bundled one of that name)."""
+def library(problems: list[str] | None = None) -> list[Voice]:
+    """Every voice in the user and bundled folders (a user voice hides a bundled one of that name).
+
+    A voice whose files cannot be read is skipped, so one broken profile never hides the others;
+    its one-line reason is appended to `problems` when a list is given.
+    """
     seen: dict[str, Voice] = {}
+    broken: set[str] = set()
     for folder, source in ((user_voices_dir(), "user"), (BUNDLED_VOICES_DIR, "bundled")):
-        if folder.is_dir():
-            for entry in sorted(folder.iterdir()):
-                if entry.suffix in (".wav", ".yaml") and _NAME.match(entry.stem) and entry.stem not in seen:
+        try:
+            entries = sorted(folder.iterdir()) if folder.is_dir() else []
+        except OSError as e:
+            if problems is not None:
+                problems.append(f"{folder}: cannot list the voices folder ({e.strerror}); check its permissions")
+            continue
+        for entry in entries:
+            if entry.suffix in (".wav", ".yaml") and _NAME.match(entry.stem) and entry.stem not in seen and entry.stem not in broken:
+                try:
                     voice = _in_folder(entry.stem, folder, source)
-                    if voice:
-                        seen[entry.stem] = voice
+                except (VoiceError, OSError, UnicodeDecodeError) as e:
+                    broken.add(entry.stem)
+                    if problems is not None:
+                        problems.append(f"voice {entry.stem!r} skipped: {e}")
+                    continue
+                if voice:
+                    seen[entry.stem] = voice
     return sorted(seen.values(), key=lambda v: v.name)
 
 
 def resolve(spec: str) -> Voice:
     """A voice by library name, or by path to a clip (with optional sibling .txt/.yaml)."""
+    if not spec.strip():
+        raise VoiceError("the voice is empty; give a voice name (see `higgs voices list`) or a clip path")
     if "/" in spec or spec.lower().endswith(_AUDIO_EXTS):
         clip = Path(spec).expanduser()
         if not clip.is_file():
             raise VoiceError(f"voice clip {spec} not found; give an existing audio file or a voice name")
+        check_clip_readable(clip)
         return _voice_from_files(clip.stem, "path", clip, clip.parent)
     check_name(spec)
     for folder, source in ((user_voices_dir(), "user"), (BUNDLED_VOICES_DIR, "bundled")):
@@ -113,6 +146,21 @@ def resolve(spec: str) -> Voice:
             return voice
     names = ", ".join(v.name for v in library()) or "(none)"
     raise VoiceError(f"unknown voice {spec!r}; known voices: {names} (see `higgs voices list`)")
+
+
+def check_clip_readable(clip: Path) -> None:
+    """A voice clip must be audio with samples in it (a text file or an empty file named .wav is a mistake)."""
+    import soundfile as sf
+
+    from .audio import decoder_quiet
+
+    try:
+        with decoder_quiet(clip):
+            info = sf.info(str(clip))
+    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+        raise VoiceError(f"voice clip {clip} is not a readable audio file; give a wav, flac, ogg or mp3 recording") from e
+    if info.frames <= 0:
+        raise VoiceError(f"voice clip {clip} holds no audio; give a recording of 3-30 s of speech")
 
 
 def auto_voice(k: int) -> Voice:
@@ -185,16 +233,52 @@ def add(name: str, clip: Path, text: str | None, *, description: str | None = No
     folder = user_voices_dir()
     if not force and (folder / f"{name}.wav").exists():
         raise VoiceError(f"voice {name!r} already exists in {folder}; pass --force to replace it or pick another name")
+    if not force and _in_folder(name, BUNDLED_VOICES_DIR, "bundled"):
+        raise VoiceError(f"{name!r} is a bundled voice; a user voice of that name would replace it in every job; "
+                         "pass --force to do that, or pick another name")
     if text is not None and not text.strip():
         raise VoiceError("--text is empty; give the exact words spoken in the clip")
     audio, rate = prepare_clip(clip)
-    folder.mkdir(parents=True, exist_ok=True)
-    if text:
-        _write_text(folder / f"{name}.txt", text.strip() + "\n")
     profile = {k: v for k, v in {"description": description, "gender": gender, "language": language}.items() if v}
-    _write_text(folder / f"{name}.yaml", yaml.safe_dump(profile, sort_keys=False, allow_unicode=True))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if text:
+            _write_text(folder / f"{name}.txt", text.strip() + "\n")
+        _write_text(folder / f"{name}.yaml", yaml.safe_dump(profile, sort_keys=False, allow_unicode=True))
+    except OSError as e:
+        raise VoiceError(f"cannot write the voice library {folder} ({e.strerror}); "
+                         "set HIGGS_VOICES_DIR to a writable folder") from e
     write_audio(folder / f"{name}.wav", audio, rate)
     return resolve(name)
+
+
+CLIPPED_FRACTION = 0.001  # more samples than this at full scale: the recording clipped
+LOW_RATE = 16_000  # below this a clip has lost the upper voice band (telephone audio is 8 kHz)
+
+
+def clip_problems(path: Path) -> list[str]:
+    """What is wrong with a clip short of refusing it: clipping, several channels, a telephone-band sample rate."""
+    import numpy as np
+    import soundfile as sf
+
+    from .audio import decoder_quiet
+
+    try:
+        with decoder_quiet(path):
+            info = sf.info(str(path))
+            data, _ = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return []  # prepare_clip names an unreadable clip
+    found = []
+    full = float(np.mean(np.abs(data) >= 0.999)) if data.size else 0.0
+    if full > CLIPPED_FRACTION:
+        found.append(f"{path}: {full:.1%} of the samples are at full scale (the recording clipped); "
+                     "a clone copies the distortion: record again a little quieter")
+    if info.channels > 1:
+        found.append(f"{path}: has {info.channels} channels; they were mixed to mono (record one voice, mono, for the best clone)")
+    if info.samplerate < LOW_RATE:
+        found.append(f"{path}: is {info.samplerate} Hz audio (telephone band); a clone will sound muffled: record at 24 kHz or more")
+    return found
 
 
 def _write_text(path: Path, text: str) -> None:

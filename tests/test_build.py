@@ -69,7 +69,7 @@ def test_sample_book_plans(tmp_path):
         ({"colour": "blue"}, "unknown field"),
         ({"format": "doc"}, "not supported"),
         ({"chapters": ["missing.txt"]}, "not found"),
-        ({"max_words": "many"}, "bad setting"),
+        ({"max_words": "many"}, "must be a whole number"),
     ],
 )
 def test_bad_project_files(tmp_path, change, fragment):

@@ -92,6 +92,11 @@ class Engine(ABC):
         return cls.check()
 
     @classmethod
+    def voice_problem(cls, settings: dict[str, Any]) -> str | None:
+        """None when a voice profile's `engines: <name>:` settings are usable, else what is wrong (checked before rendering)."""
+        return None
+
+    @classmethod
     def preview(cls, plan: Any) -> dict[str, Any] | None:
         """What `--dry-run --json` shows of this engine's input (e.g. the prompt), without loading."""
         return None
@@ -122,6 +127,19 @@ class Engine(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources at the end of a job."""
+
+
+def range_problems(settings: dict[str, Any], ranges: dict[str, tuple[float, float]]) -> str | None:
+    """The first numeric setting that is not a number inside its range, described; None when all are fine."""
+    import math
+
+    for key, (lo, hi) in ranges.items():
+        if key not in settings:
+            continue
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not lo <= value <= hi:
+            return f"{key}: {value!r:.30} must be a number from {lo:g} to {hi:g}"
+    return None
 
 
 def engine_class(name: str) -> type[Engine]:

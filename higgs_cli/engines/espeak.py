@@ -70,6 +70,14 @@ class EspeakEngine(Engine):
             self._interrupted = True
             return 1
 
+    @classmethod
+    def voice_problem(cls, settings: dict[str, Any]) -> str | None:
+        from . import range_problems
+
+        if "voice" in settings and not (isinstance(settings["voice"], str) and settings["voice"].strip()):
+            return f"voice: {settings['voice']!r:.30} must be an eSpeak voice name such as en-us+f3"
+        return range_problems(settings, {"rate": (80, 450), "pitch": (0, 100), "range": (0, 100)})
+
     def synthesize(self, request: ChunkRequest) -> ChunkAudio:
         opts = request.voice.settings(self.name)
         voice = str(opts.get("voice", "en-us"))

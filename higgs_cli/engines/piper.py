@@ -78,6 +78,12 @@ class PiperEngine(Engine):
                 return f"Python package {package} is not installed (run `make install`)"
         return None
 
+    @classmethod
+    def voice_problem(cls, settings: dict[str, Any]) -> str | None:
+        from . import range_problems
+
+        return range_problems(settings, {"pitch": PITCH_RANGE, "formant": FORMANT_RANGE, "tilt": TILT_RANGE, "speed": SPEED_RANGE})
+
     def synthesize(self, request: ChunkRequest) -> ChunkAudio:
         opts = request.voice.settings(self.name)
         shape = {

@@ -1,0 +1,102 @@
+"""Signals with real processes: SIGTERM unwinds like Ctrl-C, --jobs workers die with their parent (even on kill -9),
+and the next run sweeps a killed run's temp files and gives the same audio."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from higgs_cli.cache import ChunkCache
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = " ".join(f"Sentence number {i} is here." for i in range(24))
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the worker processes")
+
+
+def _start(out: Path, cache: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "HIGGS_CACHE_DIR": str(cache)}
+    return subprocess.Popen([sys.executable, "-m", "higgs_cli", "generate", "--text", TEXT, "-o", str(out), "--chunk", "sentence",
+                             "--engine", "piper", "--jobs", "2", *extra], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            kids.append(int(status.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+def _after_chunks(proc: subprocess.Popen, cache: Path, n: int) -> list[int]:
+    """Wait until `n` chunks are cached (workers are busy), then return the process's children."""
+    deadline = time.monotonic() + 120
+    while len(ChunkCache(cache).entries()) < n and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()[1]
+    return _children(proc.pid)
+
+
+def _all_gone(pids: list[int], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(_alive(p) for p in pids)
+
+
+def test_sigterm_with_jobs_exits_143_says_so_and_leaves_nothing(tmp_path):
+    proc = _start(tmp_path / "out.wav", tmp_path / "cache")
+    workers = _after_chunks(proc, tmp_path / "cache", 2)
+    assert len(workers) >= 2
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "SIGTERM" in stderr and "no output was written" in stderr and "Traceback" not in stderr
+    assert _all_gone(workers)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+
+
+def test_kill_9_takes_the_workers_along_and_the_rerun_sweeps_and_matches(tmp_path):
+    cache = tmp_path / "cache"
+    proc = _start(tmp_path / "out.wav", cache)
+    workers = _after_chunks(proc, cache, 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert _all_gone(workers)  # PR_SET_PDEATHSIG: no orphan keeps rendering
+    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith((".out.wav", "..out.wav"))]
+    assert leftovers  # a SIGKILLed process cannot clean up; the next run must
+    rerun = _start(tmp_path / "out.wav", cache)
+    _, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "out.wav"]
+    fresh = _start(tmp_path / "fresh.wav", cache, "--no-cache", "--jobs", "1")
+    assert fresh.wait(timeout=300) == 0
+    assert (tmp_path / "out.wav").read_bytes() == (tmp_path / "fresh.wav").read_bytes()
+
+
+def test_a_live_writers_temp_files_are_not_swept(tmp_path):
+    from higgs_cli.files import sweep_stale, temp_path
+
+    mine = temp_path(tmp_path / "a.wav", ".partial")  # this process is alive
+    dead = tmp_path / f".a.wav.{2**22 + 12345}.abcd1234.partial"  # beyond pid_max on most systems: no such process
+    dead.write_bytes(b"x")
+    user = tmp_path / ".a.wav.backup.wav"  # not ours: never touched
+    user.write_bytes(b"x")
+    assert sweep_stale(tmp_path / "a.wav") == [dead]
+    assert mine.exists() and user.exists() and not dead.exists()
