@@ -20,6 +20,7 @@ from .cli_check import QaMode, QaModel, RetakeChunks, Retakes, parse_chunks, qa_
 from .cli_import import Emoji, Format, LexiconOpt, Numbers, import_cmd
 from .cli_model import model_app
 from .cli_ray import RayAddress, cluster_bar, ray_settings, render_on_ray
+from .cli_serve import serve_cmd
 from .errors import EngineUnavailable, HiggsError, Terminated, UsageError
 from .options import (
     CHUNK_METHODS,
@@ -57,7 +58,7 @@ def _higgs(*names: str, help: str) -> Any:
 
 Transcript = Annotated[Path | None, typer.Option("--transcript", "-t", help="Transcript file ('-' reads stdin).", show_default=False)]
 Text = Annotated[str | None, typer.Option("--text", help="Text to speak instead of a transcript file.", show_default=False)]
-Out = Annotated[Path | None, typer.Option("--out", "-o", help="Output audio file; format from the extension (wav, flac, ogg, opus, mp3).", show_default=False)]
+Out = Annotated[Path | None, typer.Option("--out", "-o", help="Output audio file (wav, flac, ogg, opus, mp3: by extension); '-' streams to stdout.", show_default=False)]
 EngineOpt = Annotated[str, typer.Option("--engine", "-e", help="auto, higgs, piper or espeak.")]
 Seed = Annotated[int, typer.Option(help="Base seed; every chunk gets its own derived, recorded seed.")]
 MaxWords = Annotated[int, typer.Option("--max-words", min=1, help="Word budget per chunk.")]
@@ -105,6 +106,8 @@ Speed = Annotated[float | None, _higgs(help="higgs: speaking-rate hint (0.5..2).
 Decoder = Annotated[str | None, _higgs("--decoder", help="higgs: plain (transformers generate) or fast (static KV cache + CUDA graphs).")]
 Batch = Annotated[int | None, _higgs("--batch", help="higgs: chains generated together on the GPU (same audio for any width; memory grows with it).")]
 ChainWords = Annotated[int | None, _higgs("--chain-words", help="higgs: also start a new chain (context reset) at the first paragraph after N words; 0 = chapters only.")]
+AudioFormat = Annotated[str | None, typer.Option("--audio-format", help="With -o -: wav (streaming header; default), pcm (s16le 24 kHz), flac, mp3, opus, aac.",
+                                                   show_default=False)]
 
 
 def _version(value: bool) -> None:
@@ -276,7 +279,7 @@ def _cache(cache_dir: Path | None, no_cache: bool, create: bool = True):
 def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool, as_json: bool, quiet: bool,
              engine: str | None = None, voice: Any = None, cache: Any = None, jobs: int = 1,
              subtitles: Path | None = None, stems: Path | None = None, retake_chunks: frozenset[int] = frozenset(),
-             ray: str | None = None) -> None:
+             ray: str | None = None, audio_format: str | None = None) -> None:
     """Plan, then print the plan (dry run) or render it; `voice` gives every speaker one voice."""
     from . import engines
     from .pipeline import chunk_keys, make_plan, manifest, render
@@ -284,7 +287,14 @@ def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool,
     if output is None and not dry_run:
         raise UsageError("no output file; add -o OUT.wav (or --dry-run to only plan)")
     jobs = _cap_jobs(jobs, quiet)
-    if output is not None:
+    to_stdout = output is not None and str(output) == "-"
+    if to_stdout or audio_format is not None:
+        from .cli_serve import check_stdout_job
+
+        check_stdout_job(options, to_stdout, audio_format, dry_run, as_json, subtitles, stems)
+        if ray and to_stdout and not dry_run:
+            raise UsageError("-o - streams chunks in order as they finish here; --ray renders them across a cluster: use one of them")
+    if output is not None and not to_stdout:
         from .containers import check_output
 
         check_output(output)
@@ -319,6 +329,17 @@ def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool,
     if bar:
         bar.start()
         bar.update(task, total=len(plan.chunks))
+    if to_stdout:
+        from .cli_serve import stream_stdout
+
+        try:
+            seconds = stream_stdout(plan, audio_format or "wav", cache, jobs, (lambda p: bar.update(task, completed=p.done)) if bar else None)
+        finally:
+            if bar:
+                bar.stop()
+        if not quiet:
+            err.print(f"streamed {seconds:.1f} s of {audio_format or 'wav'} to stdout ({len(plan.chunks)} chunks, {engine})")
+        return
     try:
         doc = render_on_ray(plan, output, ray_spec, cache, err, quiet, subtitles, stems, retake_chunks) if ray_spec else \
             render(plan, output, (lambda p: bar.update(task, completed=p.done)) if bar else None, cache=cache, jobs=jobs,
@@ -419,6 +440,7 @@ def generate(
     decoder: Decoder = None, batch: Batch = None, chain_words: ChainWords = None,
     script_format: Format = "auto", emoji: Emoji = "remove", numbers: Numbers = "auto", lexicon: LexiconOpt = None,
     qa: QaMode = "auto", retakes: Retakes = QA_RETAKES, qa_model: QaModel = None, retake_chunks: RetakeChunks = None, ray: RayAddress = None,
+    audio_format: AudioFormat = None,
 ) -> None:
     """Turn a transcript or text into speech; every speaker gets a voice."""
     higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
@@ -431,7 +453,8 @@ def generate(
     options = replace(options, speech=_speech(numbers, lexicon))
     options = replace(options, qa=qa_options(qa, retakes, qa_model))
     _run_job(_load_script(transcript, text, script_format, emoji), options, out_path, dry_run, as_json, quiet,
-             cache=_cache(cache_dir, no_cache), jobs=jobs, subtitles=subtitles, stems=stems, retake_chunks=parse_chunks(retake_chunks), ray=ray)
+             cache=_cache(cache_dir, no_cache), jobs=jobs, subtitles=subtitles, stems=stems, retake_chunks=parse_chunks(retake_chunks), ray=ray,
+             audio_format=audio_format)
 
 
 @app.command()
@@ -456,6 +479,7 @@ def dialogue(
     chain_words: ChainWords = None,
     script_format: Format = "auto", emoji: Emoji = "remove", numbers: Numbers = "auto", lexicon: LexiconOpt = None,
     qa: QaMode = "auto", retakes: Retakes = QA_RETAKES, qa_model: QaModel = None, retake_chunks: RetakeChunks = None, ray: RayAddress = None,
+    audio_format: AudioFormat = None,
 ) -> None:
     """Render a multi-speaker script, one clearly distinct voice per speaker."""
     higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
@@ -470,7 +494,8 @@ def dialogue(
         err.print("[dim]note: only one speaker in this script; `higgs generate` is the usual command for it[/]")
     options = replace(options, qa=qa_options(qa, retakes, qa_model))
     _run_job(script, options, out_path, dry_run, as_json, quiet, cache=_cache(cache_dir, no_cache), jobs=jobs,
-             subtitles=subtitles, stems=stems, retake_chunks=parse_chunks(retake_chunks), ray=ray)
+             subtitles=subtitles, stems=stems, retake_chunks=parse_chunks(retake_chunks), ray=ray,
+             audio_format=audio_format)
 
 
 @app.command()
@@ -814,3 +839,5 @@ app.command("import")(reported(import_cmd))  # `higgs import BOOK -o DIR` (cli_i
 from .cli_check import register as _register_check  # noqa: E402 - needs `reported` and the consoles above
 
 _register_check(app, out, err, reported)
+
+app.command("serve")(reported(serve_cmd))  # cli_serve.py: the OpenAI-compatible speech server

@@ -29,6 +29,7 @@ every `sync_every` steps.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -445,7 +446,7 @@ Feed = Callable[[int], "Request | None"]
 
 def stream(model: Any, chains: int, feed: Feed, sampling: Sampling, *, width: int | None = None,
            decoder: StaticDecoder | None = None, graphs: bool = False, exact: bool | None = None,
-           sync_every: int = 16, length: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+           sync_every: int = 16, length: int | None = None, more: Callable[[], int] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """Run `chains` chains of requests, `width` at a time, as one batch; yield (chain, frames) as each request ends.
 
     `feed(chain)` returns that chain's next request, or None when the chain is over. It is called for a chain
@@ -457,13 +458,17 @@ def stream(model: Any, chains: int, feed: Feed, sampling: Sampling, *, width: in
 
     `decoder` is reused when it has `width` rows; its cache grows when a request does not fit (re-capturing
     the CUDA graph). Chains are started in order; results come out in completion order.
+
+    With `more` the set of chains is open (a server): at every host synchronisation `more()` says how many
+    chains have arrived since (numbered on from the last) and idle rows take them; the run ends when no row
+    is busy and `more()` has none. Without it `width` defaults to `chains`.
     """
-    width = max(1, min(width or chains, chains))
-    if chains <= 0:
+    width = max(1, width or chains if more is not None else min(width or chains, chains))
+    if chains <= 0 and more is None:
         return
     with torch.inference_mode():
         run = _Batch(model, width, sampling, decoder, graphs, exact, length)
-        yield from run.drive(chains, feed, sync_every)
+        yield from run.drive(chains, feed, sync_every, more)
 
 
 def generate(model: Any, requests: Sequence[Request], sampling: Sampling, *, decoder: StaticDecoder | None = None,
@@ -509,13 +514,20 @@ class _Batch:
         self.out = torch.zeros((width, 1, cfg.num_codebooks), dtype=torch.long, device=device)
         self.eos = cfg.audio_stream_eos_id
 
-    def drive(self, chains: int, feed: Feed, sync_every: int) -> Iterator[tuple[int, torch.Tensor]]:
-        waiting = iter(range(chains))
-        for row in range(self.width):
-            self._fill(row, None, waiting, feed)
+    def drive(self, chains: int, feed: Feed, sync_every: int, more: Callable[[], int] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+        waiting, total = deque(range(chains)), chains
         frames = torch.full((self.width, self.chains.k), self.eos, dtype=torch.long, device=self.decoder.device)
         step = 0
-        while any(o is not None for o in self.owner):
+        while True:
+            if more is not None:  # chains that arrived meanwhile take the idle rows
+                n = more()
+                waiting.extend(range(total, total + n))
+                total += n
+            for row in range(self.width):
+                if self.owner[row] is None and waiting:
+                    self._fill(row, None, waiting, feed)
+            if all(o is None for o in self.owner):
+                break
             frames = self._step(frames)
             step += 1
             if step % sync_every and not self.chains.exact:
@@ -544,11 +556,11 @@ class _Batch:
         self.out[self.decoder.rows, index.clamp(min=0)] = written
         return frames
 
-    def _fill(self, row: int, chain: int | None, waiting: Iterator[int], feed: Feed) -> None:
+    def _fill(self, row: int, chain: int | None, waiting: deque[int], feed: Feed) -> None:
         """Give `row` the chain's next request, else the next waiting chain's first; else leave it empty."""
         request = feed(chain) if chain is not None else None
         while request is None:
-            chain = next(waiting, None)
+            chain = waiting.popleft() if waiting else None
             if chain is None:
                 self.owner[row], self.reach[row] = None, 0
                 return

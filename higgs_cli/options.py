@@ -251,3 +251,35 @@ class RaySettings:
     cache: str = "auto"  # driver: chunks travel back to this machine; shared: workers write the cache dir every node
     # mounts at the same path; auto: shared for the workers that can see the driver's cache dir, driver for the rest
     retries: int = RAY_RETRIES
+
+
+# --- the speech server (`higgs serve`) -------------------------------------------------------------
+SERVE_HOST = "127.0.0.1"
+SERVE_PORT = 8000
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+SERVE_MAX_INPUT_CHARS = 4096  # OpenAI's own limit for /v1/audio/speech
+SERVE_MAX_BODY_BYTES = 16 << 20  # a 30 s reference clip as base64 (about 2 MB as wav) fits with room to spare
+SERVE_TIMEOUT = 300.0  # seconds a request may take from admission to its last byte
+SERVE_WAITING = 16  # requests that may wait for a place before the server answers 429
+SERVE_SPEED_RANGE = (0.5, 2.0)  # what the engines can do (OpenAI's API allows 0.25-4)
+OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")  # accepted as `model` so stock clients work unchanged
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How `higgs serve` runs: where it listens, who may call it, its limits, and the engine behind it."""
+
+    engine: str = "auto"
+    host: str = SERVE_HOST
+    port: int = SERVE_PORT
+    api_key: str | None = None
+    insecure_public: bool = False
+    workers: int = 2  # CPU engines: warm engines rendering chunks side by side
+    max_concurrent: int = 4  # requests rendering at once (the rest wait)
+    max_waiting: int = SERVE_WAITING
+    max_input_chars: int = SERVE_MAX_INPUT_CHARS
+    max_body_bytes: int = SERVE_MAX_BODY_BYTES
+    timeout: float = SERVE_TIMEOUT
+    cache_dir: Path | None = None  # None: the default chunk cache
+    no_cache: bool = False  # each request renders into a temporary store, removed afterwards
+    higgs: HiggsSettings = field(default_factory=HiggsSettings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -544,8 +544,6 @@ class _Timeline:
 
 def _speech_pass(plan: Plan, target: Path, keys: list[str], cache: ChunkCache, jobs: int, subtype: str | None,
                  on_progress: Callable[[Progress], None] | None, gate: Any = None, takes: list[int] | None = None) -> _Timeline:
-    from .mixing import shorten_silences
-
     started = time.monotonic()
     line = _Timeline([], [], [(0.0, plan.options.music)] if plan.options.music else [])
     renderer = _Renderer(plan, keys, cache, jobs)
@@ -556,9 +554,7 @@ def _speech_pass(plan: Plan, target: Path, keys: list[str], cache: ChunkCache, j
             qa = None
             if gate is not None:
                 entry, hit, qa = gate.settle(renderer, i, entry, hit)
-            audio = fade_edges(trim_silence(entry.audio, SAMPLE_RATE), SAMPLE_RATE)
-            if plan.options.max_silence is not None:
-                audio = shorten_silences(audio, SAMPLE_RATE, plan.options.max_silence)
+            audio = spoken(plan, entry.audio)
             gap_start = writer.frames / SAMPLE_RATE
             line.cues += [(gap_start, _cue_path(c.music, plan)) for c in chunk.controls_before if c.kind == "music"]
             heading = plan.script.segments[chunk.paragraph].heading
@@ -686,3 +682,50 @@ def _shift(doc: dict[str, Any], offset: float) -> None:
         for key in ("start", "end"):
             if key in row:
                 row[key] = round(row[key] + offset, 3)
+
+
+# --- streaming (`-o -`, the server) ----------------------------------------------------------------
+def spoken(plan: Plan, audio: np.ndarray) -> np.ndarray:
+    """A rendered chunk as it goes into the programme: edges trimmed and faded, long inner pauses shortened."""
+    audio = fade_edges(trim_silence(audio, SAMPLE_RATE), SAMPLE_RATE)
+    if plan.options.max_silence is not None:
+        from .mixing import shorten_silences
+
+        audio = shorten_silences(audio, SAMPLE_RATE, plan.options.max_silence)
+    return audio
+
+
+def speech_pieces(plan: Plan, entries: Iterable[tuple[int, Entry]]) -> Iterator[np.ndarray]:
+    """The speech `render` writes before any finishing pass, piece by piece as chunks arrive in order:
+    the gap before each chunk, then the chunk, then any closing pause."""
+    for i, entry in entries:
+        chunk = plan.chunks[i]
+        heading = plan.script.segments[chunk.paragraph].heading
+        yield silence(gap_before(plan.chunks[i - 1] if i else None, chunk, plan.options, heading), SAMPLE_RATE)
+        yield spoken(plan, entry.audio)
+    if plan.chunks:
+        yield silence(sum(c.seconds for c in plan.chunks[-1].controls_after if c.kind == "pause"), SAMPLE_RATE)
+
+
+def stream(plan: Plan, cache: ChunkCache | None = None, jobs: int = 1,
+           on_progress: Callable[[Progress], None] | None = None) -> Iterator[np.ndarray]:
+    """Render a plan and yield its speech as each chunk finishes (no finishing pass: music and loudness need
+    the whole programme). The samples are the ones `render` writes to a wav without finishing options."""
+    from .takes import prepare
+
+    cache = cache or ChunkCache(None)
+    started = time.monotonic()
+    ready = prepare(plan, cache, chunk_keys)  # kept takes, and the quality gate as `render` has it
+    plan = ready.plan
+    renderer = _Renderer(plan, chunk_keys(plan), cache, jobs)
+    renderer.takes = list(ready.takes or renderer.takes)
+
+    def entries() -> Iterator[tuple[int, Entry]]:
+        for i, entry, hit in renderer:
+            if ready.gate is not None:
+                entry, hit, _ = ready.gate.settle(renderer, i, entry, hit)
+            if on_progress:
+                on_progress(Progress(i + 1, len(plan.chunks), time.monotonic() - started, plan.chunks[i], hit))
+            yield i, entry
+
+    yield from speech_pieces(plan, entries())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -121,6 +121,26 @@ class Engine(ABC):
                 yield request, self.synthesize(request)
             else:
                 self.reuse(request, cached)
+
+    def chains(self, items: list[tuple[ChunkRequest, ChunkAudio | None]]) -> list[list[tuple[ChunkRequest, ChunkAudio | None]]]:
+        """A job's items (after add_job, anchors rendered) split into the chains render_stream runs; one by default."""
+        return [items]
+
+    def render_stream(self, take: Callable[[], list[list[tuple[ChunkRequest, ChunkAudio | None]]]],
+                      width: int) -> Iterator[tuple[ChunkRequest, ChunkAudio]]:
+        """Like render_batch for work that keeps arriving (a server): `take()` is polled between steps for new
+        chains (each a list of items done in order, from chains()); the call ends once everything taken is done
+        and take() has nothing more. A batching engine fills its rows with chains of different jobs."""
+        while groups := take():
+            for group in groups:
+                for request, cached in group:
+                    if cached is None:
+                        yield request, self.synthesize(request)
+                    else:
+                        self.reuse(request, cached)
+
+    def end_job(self, job: int) -> None:  # noqa: B027 - optional hook
+        """A job from add_job is over; an engine that keeps per-job state drops it."""
 
     def reuse(self, request: ChunkRequest, cached: ChunkAudio) -> None:  # noqa: B027 - optional hook
         """A chunk came from the cache: take its state into context as if it had been rendered."""

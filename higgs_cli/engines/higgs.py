@@ -238,8 +238,9 @@ class _Chain:
 class _Job:
     """One plan's part of the engine state: its cast, which chain each chunk is in, its anchors' codes."""
 
-    def __init__(self, cast: Mapping[str, Voice], chains: list[list[int]]):
+    def __init__(self, cast: Mapping[str, Voice], chains: list[list[int]], settings: HiggsSettings | None = None):
         self.cast = dict(cast)
+        self.settings = settings  # the job's own prompt settings (scene, speed...); None: the engine's
         self.chain_of = {i: n for n, chain in enumerate(chains) for i in chain}
         self.anchors: dict[str, tuple[ChunkRequest, Any]] = {}
 
@@ -305,6 +306,7 @@ class HiggsEngine(Engine):
     def _begin(self, cast: Mapping[str, Voice], chains: list[list[int]]) -> None:
         self._jobs = [_Job(cast, chains)]
         self._chains: dict[tuple[int, int], _Chain] = {}
+        self._ended: set[int] = set()
 
     # availability -------------------------------------------------------------------------------
     @classmethod
@@ -358,14 +360,21 @@ class HiggsEngine(Engine):
 
     def add_job(self, plan: Any) -> int:
         """Another plan rendered alongside the first (a book's chapter files); its requests carry the returned job."""
-        self._jobs.append(_Job(plan.cast, job_chains(plan)))
+        self._jobs.append(_Job(plan.cast, job_chains(plan), plan.options.higgs))
         return len(self._jobs) - 1
+
+    def end_job(self, job: int) -> None:
+        """A job added with add_job is over (a server request done or cancelled): drop its state; its chains stop."""
+        self._ended.add(job)
+        self._jobs[job] = _Job({}, [])
+        for key in [k for k in self._chains if k[0] == job]:
+            del self._chains[key]
 
     def _chain_for(self, request: ChunkRequest) -> _Chain:
         """An anchor gets a chain of its own with only its speaker; a chunk its chain's, anchors pinned."""
-        if request.index < 0:
-            return _Chain(JobState({request.speaker: request.voice}, self.settings))
         job = self._jobs[request.job]
+        if request.index < 0:
+            return _Chain(JobState({request.speaker: request.voice}, job.settings or self.settings))
         if request.speaker not in job.cast:  # used without begin(): speakers join as they come
             job.cast[request.speaker] = request.voice
             for (j, _), other in self._chains.items():
@@ -374,7 +383,7 @@ class HiggsEngine(Engine):
                     other.state.tags[request.speaker] = f"SPEAKER{len(other.state.tags)}"
         key = (request.job, job.chain_of.get(request.index, -1))
         if key not in self._chains:
-            chain = self._chains[key] = _Chain(JobState(job.cast, self.settings))
+            chain = self._chains[key] = _Chain(JobState(job.cast, job.settings or self.settings))
             for anchor, codes in job.anchors.values():
                 chain.codes[anchor.index] = codes
                 chain.state.record(anchor.index, anchor.speaker, anchor.text)
@@ -433,26 +442,51 @@ class HiggsEngine(Engine):
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        groups: dict[tuple[int, int], list[tuple[ChunkRequest, ChunkAudio | None]]] = {}
-        for n, (request, cached) in enumerate(items):
-            key = (-1, n) if request.index < 0 else (request.job, self._jobs[request.job].chain_of.get(request.index, 0))
-            groups.setdefault(key, []).append((request, cached))
-        anchor_groups = [g for k, g in groups.items() if k[0] < 0]
-        chain_groups = [g for k, g in sorted(groups.items()) if k[0] >= 0]
+        anchor_groups, chain_groups = self._groups(items)
         with ThreadPoolExecutor(1, thread_name_prefix="higgs-codec") as pool:
             for stage in (anchor_groups, chain_groups):
                 yield from self._stream(stage, width, pool)
 
-    def _stream(self, groups: list[list[tuple[ChunkRequest, ChunkAudio | None]]], width: int, pool: Any) -> Iterator[tuple[ChunkRequest, ChunkAudio]]:
+    def _groups(self, items: list[tuple[ChunkRequest, ChunkAudio | None]]) -> tuple[list[list[Any]], list[list[Any]]]:
+        """Each anchor alone, and each (job, chain)'s items in order: the units a batch row works through."""
+        groups: dict[tuple[int, int], list[tuple[ChunkRequest, ChunkAudio | None]]] = {}
+        for n, (request, cached) in enumerate(items):
+            key = (-1, n) if request.index < 0 else (request.job, self._jobs[request.job].chain_of.get(request.index, 0))
+            groups.setdefault(key, []).append((request, cached))
+        return [g for k, g in groups.items() if k[0] < 0], [g for k, g in sorted(groups.items()) if k[0] >= 0]
+
+    def chains(self, items: list[tuple[ChunkRequest, ChunkAudio | None]]) -> list[list[tuple[ChunkRequest, ChunkAudio | None]]]:
+        anchor_groups, chain_groups = self._groups(items)
+        return anchor_groups + chain_groups
+
+    def render_stream(self, take: Callable[[], list[list[tuple[ChunkRequest, ChunkAudio | None]]]],
+                      width: int) -> Iterator[tuple[ChunkRequest, ChunkAudio]]:
+        """Chains from take() share the batch's rows as they arrive (a server's requests); see Engine.render_stream."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="higgs-codec") as pool:
+            yield from self._stream([], width, pool, take)
+
+    def _stream(self, groups: list[list[tuple[ChunkRequest, ChunkAudio | None]]], width: int, pool: Any,
+                take: Callable[[], list[list[tuple[ChunkRequest, ChunkAudio | None]]]] | None = None) -> Iterator[tuple[ChunkRequest, ChunkAudio]]:
         from .. import fastgen
 
         cfg, device = self._m.model.config, self._m.device
         position = [0] * len(groups)
         current: dict[int, tuple[ChunkRequest, _Chain, list[ContextChunk], ContextChunk | None]] = {}
 
+        def more() -> int:
+            new = take() if take is not None else []
+            groups.extend(new)
+            position.extend([0] * len(new))
+            return len(new)
+
         def feed(n: int) -> Any:
             while position[n] < len(groups[n]):
                 request, cached = groups[n][position[n]]
+                if request.job in self._ended:  # its request is over: the chain stops here
+                    position[n] = len(groups[n])
+                    return None
                 position[n] += 1
                 if cached is not None:
                     self.reuse(request, cached)
@@ -469,7 +503,7 @@ class HiggsEngine(Engine):
         sampling = fastgen.Sampling.from_config(sampling_config(self._m.model.generation_config, self.settings, 1))
         pending: list[tuple[ChunkRequest, _Chain, Any, list[ContextChunk], ContextChunk | None, Any]] = []
         for n, frames in fastgen.stream(self._m.model, len(groups), feed, sampling, width=width,
-                                        graphs=device.type == "cuda", length=FAST_CACHE_STEP):
+                                        graphs=device.type == "cuda", length=FAST_CACHE_STEP, more=more if take else None):
             request, chain, context, lock = current.pop(n)
             codes = self._checked(request, extract_codes(frames, cfg.audio_stream_bos_id, cfg.audio_stream_eos_id))
             left = chain.tail
