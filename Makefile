@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# CPU-capable torch + torchaudio pair first (pinned together: the codec imports torchaudio)
 	$(BIN)/pip install --quiet "torch==2.9.1" "torchaudio==2.9.1"
-	$(BIN)/pip install --quiet -e ".[higgs,qa,test,ray]"
+	$(BIN)/pip install --quiet -e ".[higgs,qa,test,ray,serve]"
 	# the quality gate's voice check (speaker embeddings); --no-deps: its metadata asks for `webrtcvad` (an sdist that needs
 	# a C compiler; the qa extra's webrtcvad-wheels is the same module) and the Python 2 `typing` backport
 	$(BIN)/pip install --quiet --no-deps "resemblyzer==0.1.4"

@@ -32,8 +32,14 @@ _UNKNOWN = 0xFFFFFFFF  # the RIFF and data sizes of a wav whose length is not kn
 
 
 def pcm16(audio: np.ndarray) -> bytes:
-    """Float samples to signed 16-bit little-endian bytes (clipped to full scale)."""
-    return (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+    """Float samples to signed 16-bit little-endian bytes, converted by libsndfile exactly as AudioWriter's files are."""
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(audio, -1.0, 1.0), SAMPLE_RATE, format="RAW", subtype="PCM_16", endian="LITTLE")
+    return buf.getvalue()
 
 
 def wav_header(frames: int | None = None, rate: int = SAMPLE_RATE) -> bytes:

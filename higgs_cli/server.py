@@ -131,9 +131,12 @@ class AccessLog:
 
 # --- the app -------------------------------------------------------------------------------------------
 def create_app(options: ServeOptions, sched: Scheduler | None = None, log_stream: Any = None) -> Any:
-    """The ASGI app; loads the engine on a thread at start-up (/health says 503 until it is ready)."""
+    """The ASGI app; loads the engine on a thread at start-up (/health says 503 until it is ready).
+
+    A scheduler passed in (tests, several apps over one engine) is the caller's to start and close."""
     if options.engine == "auto":
         raise UsageError("resolve the engine before creating the app (engines.choose)")
+    owned = sched is None
     sched = sched or scheduler(options.engine, options.higgs, options.workers, options.max_concurrent, options.max_waiting)
     cache = None if options.no_cache else ChunkCache(options.cache_dir or default_cache_dir())
 
@@ -146,10 +149,11 @@ def create_app(options: ServeOptions, sched: Scheduler | None = None, log_stream
             except BaseException as e:  # noqa: BLE001 - /health reports it
                 log.error("engine %s failed to load: %s", options.engine, e)
 
-        if not sched.ready.is_set():
+        if owned:
             threading.Thread(target=load, name="higgs-load", daemon=True).start()
         yield
-        sched.close()
+        if owned:
+            sched.close()
 
     app = FastAPI(title="higgs speech server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.scheduler, app.state.options = sched, options
@@ -212,7 +216,9 @@ def create_app(options: ServeOptions, sched: Scheduler | None = None, log_stream
         request.state.log = {"job": job.id, "engine": options.engine, "chars": len(req.input), "chunks": len(plan.chunks),
                              "cached": len(plan.chunks) - len(job.missing), "format": req.response_format,
                              "stream": req.stream_format}
-        headers = {"X-Higgs-Warning": "; ".join(warnings)} if warnings else {}
+        headers = {"X-Higgs-Chunks": str(len(plan.chunks)), "X-Higgs-Voices": ", ".join(f"{s}={v.name}" for s, v in plan.cast.items())}
+        if warnings:
+            headers["X-Higgs-Warning"] = "; ".join(warnings)
         deadline = time.monotonic() + options.timeout
         if req.stream_format is None:
             return await _whole(request, sched, job, req.response_format, workdir, deadline, headers)

@@ -119,8 +119,12 @@ def build_plan(req: SpeechRequest, options: ServeOptions, workdir: Path) -> tupl
         chunk = DEFAULT_DIALOGUE_CHUNK if len(script.speakers) > 1 else DEFAULT_CHUNK
         opts = RenderOptions(engine=engine, chunk=chunk, seed=req.seed, voices=mapping, default_voice=default, higgs=higgs)
         plan = make_plan(script, opts, engine)
+    except BadRequest:
+        raise
+    except VoiceError as e:
+        raise BadRequest(api_message(str(e)), "voices" if req.voices else "voice") from None
     except UsageError as e:
-        raise BadRequest(api_message(str(e)), "voices" if req.voices and "map" in str(e) else "input") from None
+        raise BadRequest(api_message(str(e)), "input") from None
     if req.ref_audio is not None:
         plan = _cloned(plan, req, cls.clones, workdir)
     elif req.ref_text is not None:

@@ -168,7 +168,7 @@ class Scheduler:
         typical = sorted(self._durations)[len(self._durations) // 2] if self._durations else 5.0
         return max(1, min(600, round(typical * (1 + len(self.waiting)) / max(1, self.max_running))))
 
-    def load(self) -> dict[str, int]:
+    def load(self) -> dict[str, Any]:
         with self._lock:
             return {"running": len(self.running), "waiting": len(self.waiting)}
 
@@ -252,6 +252,7 @@ class Batcher(Scheduler):
         self._rendered: dict[int, set[int]] = {}  # job id -> anchor indices rendered here so far
         self._outbox: list[list[tuple[engines.ChunkRequest, engines.ChunkAudio | None]]] = []
         self._owner: dict[tuple[int, int], Job] = {}  # (engine job, chunk index) -> Job
+        self.stats = {"runs": 0, "max_jobs_in_a_run": 0}  # decoding runs, and the most requests one run served
 
     def start(self) -> None:
         try:
@@ -273,14 +274,21 @@ class Batcher(Scheduler):
                 if self._stopping:
                     engine.close()
                     return
+            served: set[int] = set()
             try:
                 for request, result in engine.render_stream(self._take, self.width):
+                    served.add(request.job)
                     self._landed(engine, request, result)
             except BaseException as e:  # noqa: BLE001 - fail the jobs in flight; the engine lives on
                 log.warning("batch failed: %s", e)
                 with self._lock:
                     for job in list(self.running):
                         job.fail(e if isinstance(e, HiggsError) else RenderError(f"the batch failed: {e.__class__.__name__}: {e}"))
+            self.stats["runs"] += 1
+            self.stats["max_jobs_in_a_run"] = max(self.stats["max_jobs_in_a_run"], len(served))
+
+    def load(self) -> dict[str, Any]:
+        return {**super().load(), "batch": {"width": self.width, **self.stats}}
 
     def _has_work(self) -> bool:
         return any(not j.cancelled and j.id not in self._joined for j in self.running) or bool(self._outbox)
