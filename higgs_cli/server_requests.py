@@ -87,7 +87,8 @@ def build_plan(req: SpeechRequest, options: ServeOptions, workdir: Path) -> tupl
     """The Plan this request asks for, and warnings about what this engine cannot honour. Blocking (file I/O)."""
     from . import engines
     from .engines.higgs import validate_settings
-    from .transcript import parse_transcript
+    from .scripts import load
+    from .textclean import reading
 
     engine, cls = options.engine, engines.engine_class(options.engine)
     _check_model(req.model, engine)
@@ -113,7 +114,7 @@ def build_plan(req: SpeechRequest, options: ServeOptions, workdir: Path) -> tupl
         if ignored:
             warnings.append(f"{', '.join(ignored)} ignored: the {engine} engine does not sample or take instructions")
     try:
-        script = parse_transcript(req.input, "input")
+        script = load(req.input, "auto", "input", reading("auto", "remove"))  # as `higgs generate --text` reads it
         mapping = {spk.strip().upper(): check_name(name.strip()) for spk, name in (req.voices or {}).items()}
         default = _voice_name(req.voice)
         chunk = DEFAULT_DIALOGUE_CHUNK if len(script.speakers) > 1 else DEFAULT_CHUNK

@@ -46,11 +46,14 @@ def test_raw_pcm_and_refusals(tmp_path):
                            "--audio-format", "pcm", "--no-cache", "-q"], capture_output=True)
     assert done.returncode == 0 and len(done.stdout) % 2 == 0 and len(done.stdout) > 24000
     assert done.stdout[:4] != b"RIFF"
+    from typer.testing import CliRunner
+
+    from higgs_cli.cli import app
+
+    runner = CliRunner()
     for args, message in ((["--loudness", "podcast"], "needs the whole programme"), (["--json"], "drop one of them"),
                           (["--audio-format", "ogg"], "--audio-format 'ogg'")):
-        bad = subprocess.run([sys.executable, "-m", "higgs_cli", "generate", "--text", "Hi.", "-e", "piper", "-o", "-", *args],
-                             capture_output=True)
-        assert bad.returncode == 2 and message in bad.stderr.decode() and bad.stdout == b""
-    wrong = subprocess.run([sys.executable, "-m", "higgs_cli", "generate", "--text", "Hi.", "-e", "piper", "-o", str(tmp_path / "a.wav"),
-                            "--audio-format", "mp3"], capture_output=True)
-    assert wrong.returncode == 2 and "-o - only" in wrong.stderr.decode() and not (tmp_path / "a.wav").exists()
+        bad = runner.invoke(app, ["generate", "--text", "Hi.", "-e", "piper", "-o", "-", *args])
+        assert bad.exit_code == 2 and message in bad.output, bad.output
+    wrong = runner.invoke(app, ["generate", "--text", "Hi.", "-e", "piper", "-o", str(tmp_path / "a.wav"), "--audio-format", "mp3"])
+    assert wrong.exit_code == 2 and "-o - only" in wrong.output and not (tmp_path / "a.wav").exists()
