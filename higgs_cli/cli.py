@@ -26,6 +26,7 @@ from .options import (
     CHUNK_METHODS,
     DEFAULT_CHUNK,
     DEFAULT_DIALOGUE_CHUNK,
+    DEFAULT_LOUDNESS,
     DEFAULT_MAX_WORDS,
     DEFAULT_SEED,
     DUCK_DB,
@@ -39,7 +40,7 @@ from .options import (
 
 app = typer.Typer(
     help="Long-form and multi-speaker text-to-speech on Higgs Audio v2, with offline CPU engines.",
-    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=True,
 )
 voices_app = typer.Typer(help="List, inspect, add and remove voices.", no_args_is_help=True)
 app.add_typer(voices_app, name="voices")
@@ -81,7 +82,8 @@ MusicGain = Annotated[float, _fin("--music-gain", help="Bed level in dB relative
 MusicIntro = Annotated[float, _fin("--music-intro", help="Seconds of music alone before the speech.")]
 MusicOutro = Annotated[float, _fin("--music-outro", help="Seconds of music alone after the speech.")]
 Duck = Annotated[float, _fin("--duck", help="How many dB the bed drops under speech (0: no ducking).")]
-Loudness = Annotated[str | None, _fin("--loudness", help="podcast (-16 LUFS), audiobook (ACX), broadcast (-23 LUFS) or a LUFS number.", show_default=False)]
+Loudness = Annotated[str | None, _fin("--loudness", help="speech (-18 LUFS, the default), podcast (-16 LUFS), audiobook (ACX), broadcast (-23 LUFS), "
+                                     "a LUFS number, or off (level as rendered). True peaks stay <= -1 dBTP either way.", show_default=False)]
 Subtitles = Annotated[Path | None, _fin("--subtitles", help="Also write subtitles (.srt or .vtt) from chunk timings.", show_default=False)]
 Stems = Annotated[Path | None, _fin("--stems", help="Also write one aligned track per speaker, plus the music bed, into DIR.", show_default=False)]
 Title = Annotated[str | None, _fin("--title", help="Title metadata (m4a/m4b).", show_default=False)]
@@ -379,7 +381,7 @@ def _print_plan(doc: dict) -> None:
 
     err.print(f"engine {doc['engine']}; {len(doc['chunks'])} chunks, {doc['words']} words")
     for spk, v in doc["speakers"].items():
-        err.print(f"  {spk} -> {v['voice']} ({v['source']})")
+        err.print(f"  {spk} -> {v['voice']} ({v['source']}" + (f"; {v['why']})" if v.get("why") else ")"), soft_wrap=True)
     table = Table("#", "speaker", "voice", "words", "seed", "text", show_edge=False)
     for c in doc["chunks"]:
         table.add_row(str(c["index"]), c["speaker"], c["voice"], str(c["words"]), str(c["seed"]), c["text"][:70])
@@ -398,7 +400,7 @@ def _finishing(options: RenderOptions, music: Path | None, music_gain: float, mu
     if max_silence is not None and not 0.05 <= max_silence <= 10:
         raise UsageError("--max-silence must be between 0.05 and 10 seconds")
     finish = FinishOptions(music_gain=music_gain, music_intro=music_intro, music_outro=music_outro, duck=duck,
-                           loudness=loudness, title=title, author=author, cover=cover)
+                           loudness=DEFAULT_LOUDNESS if loudness is None else loudness, title=title, author=author, cover=cover)
     validate(finish)
     return replace(options, music=str(music) if music else None, finish=finish, max_silence=max_silence)
 
@@ -541,7 +543,8 @@ def clone(
         _warn(voices.clip_problems(ref), quiet)
     found = voices.resolve(str(ref.resolve()))  # picks up a sibling .txt/.yaml when present
     voice = replace(found, transcript=ref_text or found.transcript)
-    options = RenderOptions(engine=name, chunk=chunk, max_words=max_words, seed=seed, higgs=higgs, qa=qa_options(qa, retakes, qa_model))
+    options = RenderOptions(engine=name, chunk=chunk, max_words=max_words, seed=seed, higgs=higgs, qa=qa_options(qa, retakes, qa_model),
+                            finish=FinishOptions(loudness=DEFAULT_LOUDNESS))
     _run_job(_load_script(transcript, text), options, out_path, dry_run, as_json, quiet, engine=name, voice=voice,
              cache=_cache(cache_dir, no_cache), retake_chunks=parse_chunks(retake_chunks))
 

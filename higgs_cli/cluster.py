@@ -334,15 +334,13 @@ def render(plan: Any, output: Path, settings: RaySettings, cache: ChunkCache | N
 
     from .containers import check_output
     from .mixing import validate as validate_finish
-    from .pipeline import needs_finishing
     from .pipeline import render as assemble
     from .subtitles import check_subtitle_path
 
     check_output(output)  # everything pipeline.render checks, before the cluster spends anything
     if subtitles:
         check_subtitle_path(subtitles)
-    if needs_finishing(plan, output, stems):
-        validate_finish(plan.options.finish)
+    validate_finish(plan.options.finish)  # every output goes through the finishing pass
     cache = cache or ChunkCache(None)
     with tempfile.TemporaryDirectory(prefix="higgs-ray-") as scratch:
         store = cache if cache.enabled else ChunkCache(Path(scratch))

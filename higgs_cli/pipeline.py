@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,12 @@ import numpy as np
 from . import engines
 from .audio import AudioWriter, fade_edges, resample, silence, trim_silence
 from .cache import ChunkCache, Entry, file_digest, make_key
+from .cast import cast
 from .chunking import Chunk, chunk_script
 from .errors import OutputError, RenderError, VoiceError
 from .options import SAMPLE_RATE, RenderOptions
 from .transcript import Script
-from .voices import Voice, cast
+from .voices import Voice
 
 MANIFEST_VERSION = 1
 
@@ -34,6 +35,7 @@ class Plan:
     seeds: tuple[int, ...]
     options: RenderOptions
     notes: tuple[Any, ...] = ()  # scripts.Note: warnings made while planning (e.g. letters a voice cannot speak)
+    why: dict[str, str] = field(default_factory=dict)  # speaker -> why casting chose its voice (empty when given)
 
     def request(self, i: int) -> engines.ChunkRequest:
         chunk = self.chunks[i]
@@ -67,14 +69,21 @@ def chunk_seeds(base: int, chunks: tuple[Chunk, ...]) -> tuple[int, ...]:
 def make_plan(script: Script, options: RenderOptions, engine: str, voices: dict[str, Voice] | None = None) -> Plan:
     """Chunks, cast and seeds of one job; `voices` (speaker -> Voice, e.g. a whole book's cast) replaces casting."""
     chunks = tuple(chunk_script(script, options.chunk, options.max_words))
+    why: dict[str, str] = {}
     if voices is not None:
         voices = {spk: voices[spk] for spk in script.speakers}
     else:
-        voices = cast(script.speakers, options.voices, options.default_voice, options.distinct)
+        casting = cast(script.speakers, options.voices, options.default_voice, options.distinct, script_text(script))
+        voices, why = casting.voices, casting.why
     check_cast(voices, engine)
     chunks, notes = spoken_chunks(chunks, voices, options, engine)
     notes += cast_notes(voices, engine)
-    return Plan(script, chunks, voices, engine, chunk_seeds(options.seed, chunks), options, notes)
+    return Plan(script, chunks, voices, engine, chunk_seeds(options.seed, chunks), options, notes, why)
+
+
+def script_text(script: Script) -> str:
+    """All the words of a script, what casting reads for descriptions of its speakers."""
+    return "\n".join(s.text for s in script.segments)
 
 
 def spoken_chunks(chunks: tuple[Chunk, ...], voices: dict[str, Voice], options: RenderOptions,
@@ -178,7 +187,7 @@ def manifest(plan: Plan, output: Path | None, keys: list[str] | None = None, tim
         "seed": plan.options.seed,
         "words": sum(c.words for c in plan.chunks),
         "speakers": {spk: {"voice": v.name, "source": v.source, "description": v.description,
-                           "settings": v.settings(plan.engine)} for spk, v in plan.cast.items()},
+                           "settings": v.settings(plan.engine), "gender": v.gender, "why": plan.why.get(spk)} for spk, v in plan.cast.items()},
     }
     anchors = cls.anchors(plan)
     if anchors:  # rendered once per voice and seed, never heard: what clip-less voices are pinned to
@@ -506,15 +515,6 @@ def _fill(engine: engines.Engine, requests: list[tuple[int, engines.ChunkRequest
         yield request
 
 
-def needs_finishing(plan: Plan, output: Path, stems: Path | None) -> bool:
-    """Music, loudness, a container format or stems need the finishing pass over the whole programme."""
-    from .containers import is_container
-
-    f = plan.options.finish
-    cues = any(c.kind == "music" for chunk in plan.chunks for c in chunk.controls_before + chunk.controls_after)
-    return bool(plan.options.music or cues or f.loudness is not None or stems or is_container(output))
-
-
 def _cue_path(name: str | None, plan: Plan) -> str | None:
     """Music named in a transcript is found beside the transcript."""
     if name is None:
@@ -582,8 +582,9 @@ def render(plan: Plan, output: Path, on_progress: Callable[[Progress], None] | N
     Each chunk uses its kept take (takes.py); `retake_chunks` get a new take. The quality gate (`options.qa`)
     hears every chunk as it comes and, in retake mode, re-renders failing ones before they are written.
 
-    With music, a loudness target, stems or an m4a/m4b output, the speech goes to a temporary float
-    wav first and the finishing pass (mixing.finish) writes `output`; either way it appears atomically.
+    The speech goes to a temporary float wav first and the finishing pass (mixing.finish) writes `output`
+    atomically: music, the programme loudness and the true-peak limiter, so no output ever clips (every
+    output stays at or below the ceiling, -1 dBTP unless a preset asks for less).
     """
     import os
 
@@ -607,22 +608,18 @@ def render(plan: Plan, output: Path, on_progress: Callable[[Progress], None] | N
     sweep_stale(output)
     staged = temp_path(output, ".staged" + output.suffix.lower())
     try:
-        if not needs_finishing(plan, output, stems):
-            line = _speech_pass(plan, staged, keys, cache, jobs, None, on_progress, ready.gate, ready.takes)
+        validate(plan.options.finish)
+        speech = temp_path(output, ".speech.wav")
+        try:
+            line = _speech_pass(plan, speech, keys, cache, jobs, "FLOAT", on_progress, ready.gate, ready.takes)
             doc = manifest(line.plan, output, line.keys, line.timings, line.duration, line.infos)
-        else:
-            validate(plan.options.finish)
-            speech = temp_path(output, ".speech.wav")
-            try:
-                line = _speech_pass(plan, speech, keys, cache, jobs, "FLOAT", on_progress, ready.gate, ready.takes)
-                doc = manifest(line.plan, output, line.keys, line.timings, line.duration, line.infos)
-                regions = [(a, b, c.speaker) for (a, b), c in zip(line.timings, plan.chunks, strict=True) if b > a]
-                result = finish(speech, staged, speech_regions=regions, music_cues=line.cues, options=plan.options.finish,
-                                chapters=_chapters(doc, line.duration), stems=stems)
-            finally:
-                speech.unlink(missing_ok=True)
-            _shift(doc, result["offset"])
-            doc["duration"], doc["finish"] = result["duration"], {**result, "output": str(output)}
+            regions = [(a, b, c.speaker) for (a, b), c in zip(line.timings, plan.chunks, strict=True) if b > a]
+            result = finish(speech, staged, speech_regions=regions, music_cues=line.cues, options=plan.options.finish,
+                            chapters=_chapters(doc, line.duration), stems=stems)
+        finally:
+            speech.unlink(missing_ok=True)
+        _shift(doc, result["offset"])
+        doc["duration"], doc["finish"] = result["duration"], {**result, "output": str(output)}
         ready.summarise(doc)
         if subtitles:
             doc["subtitles"] = {"path": str(subtitles), "cues": write_subtitles(doc["chunks"], subtitles)}

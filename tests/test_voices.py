@@ -80,21 +80,5 @@ def test_bundled_voices_cannot_be_removed():
         voices.remove("joe")
 
 
-def test_cast_gives_every_speaker_a_distinct_voice():
-    speakers = tuple(f"SPEAKER{i}" for i in range(8))
-    cast = voices.cast(speakers, {"SPEAKER3": "joe"}, None, True)
-    names = [v.name for v in cast.values()]
-    assert len(set(names)) == 8 and cast["SPEAKER3"].name == "joe"
-    pitches = [v.settings("piper").get("pitch") for v in cast.values()]
-    assert len(set(pitches)) == 8
-
-
-def test_cast_rejects_unknown_speaker_and_voice():
-    with pytest.raises(VoiceError, match="not in the transcript"):
-        voices.cast(("A",), {"B": "joe"}, None, True)
-    with pytest.raises(VoiceError, match="unknown voice"):
-        voices.cast(("A",), {"A": "nobody"}, None, True)
-
-
 def test_bundled_dir_is_in_the_repo():
     assert BUNDLED_VOICES_DIR.name == "voices" and (BUNDLED_VOICES_DIR / "joe.wav").is_file()

@@ -325,7 +325,7 @@ class HiggsEngine(Engine):
 
         for module in ("torch", "transformers"):
             if importlib.util.find_spec(module) is None:
-                return f"{module} is not installed (run `make install`)"
+                return f"{module} is not installed: add the higgs engine with `pip install \"higgs-cli[higgs]\"` (in a checkout: `make install-higgs`)"
         for spec, default, env, rev in ((settings.model, DEFAULT_MODEL, "HIGGS_MODEL", settings.revision),
                                         (settings.codec, DEFAULT_CODEC, "HIGGS_CODEC", settings.codec_revision)):
             spec = weights.model_spec(spec, default, env)
