@@ -101,7 +101,10 @@ class PiperEngine(Engine):
     def voice_problem(cls, settings: dict[str, Any]) -> str | None:
         from . import range_problems
 
-        return range_problems(settings, {"pitch": PITCH_RANGE, "formant": FORMANT_RANGE, "tilt": TILT_RANGE, "speed": SPEED_RANGE})
+        if str(settings.get("base", "joe")) not in BASES:
+            return f"base: {settings['base']!r:.30} is not a base voice; use one of: {', '.join(BASES)}"
+        return range_problems(settings, {"pitch": PITCH_RANGE, "formant": FORMANT_RANGE, "tilt": TILT_RANGE, "speed": SPEED_RANGE,
+                                         "shift": SHIFT_RANGE})
 
     def synthesize(self, request: ChunkRequest) -> ChunkAudio:
         opts = request.voice.settings(self.name)
