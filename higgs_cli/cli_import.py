@@ -51,6 +51,10 @@ def import_cmd(
     """Turn a book into a project: one transcript per chapter, plus a book.yaml `higgs build` takes as it is."""
     from .books import read_book, write_project
 
+    if voice:
+        from .voices import resolve
+
+        resolve(voice)  # an unknown voice fails now, not at the first chapter of the build
     parsed = read_book(book)
     summary = write_project(parsed, out_dir, voice=voice, engine=engine, include_all=include_all, force=force)
     if as_json:

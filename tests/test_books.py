@@ -205,6 +205,13 @@ def test_bad_books_are_one_line_errors(tmp_path, name, fragment):
     assert result.exit_code == 2 and fragment in result.stderr and "Traceback" not in result.output
 
 
+def test_import_voice_is_checked_and_written_for_the_narrator(tmp_path):
+    bad = run("import", str(INPUTS / "vibevoice_book_chapter.md"), "-o", str(tmp_path / "a"), "--voice", "nobody")
+    assert bad.exit_code == 2 and "unknown voice 'nobody'" in bad.stderr and not (tmp_path / "a").exists()
+    good = run("import", str(INPUTS / "vibevoice_book_chapter.md"), "-o", str(tmp_path / "b"), "--voice", "ava", "-q")
+    assert good.exit_code == 0 and load_project(tmp_path / "b" / "book.yaml").options.voices == {"NARRATOR": "ava"}
+
+
 def test_import_never_overwrites_a_project_it_did_not_write(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
