@@ -305,6 +305,10 @@ def build(project: Project, engine: str, cache: ChunkCache, jobs: int = 1, force
     voices = book_cast(scripts, options)
     for chapter, script in zip(project.chapters, scripts, strict=True):
         plan = make_plan(script, options, engine, voices)
+        warnings = [n for n in script.notes + plan.notes if n.kind == "warning"]
+        if warnings:  # what reading the chapter could not honour (SSML, unspeakable letters): said, never silent
+            emit(BuildEvent("warnings", chapter.source.name, {"count": len(warnings), "line": warnings[0].line,
+                                                              "first": warnings[0].message}))
         check_job_files(plan, chapter.output)  # every chapter's music cues, before the first chapter renders
         key = make_key({"chunks": chunk_keys(plan), "options": repr(replace(options, higgs=None, voices={})),
                         "format": chapter.output.suffix})

@@ -724,6 +724,8 @@ _BUILD_LINES: dict[str, Callable[[str, dict], str]] = {  # what `higgs build` sa
     "batch": lambda name, d: f"{name}: {d['chunks']} chunks, {d['width']} chains at a time",
     "batch-progress": lambda name, d: f"batch: {d['done']}/{d['total']} chunks rendered",
     "bind": lambda name, d: f"binding {name}",
+    "warnings": lambda name, d: escape(f"{name}:{d['line'] or ''} warning: {d['first']}")
+    + (f" (and {d['count'] - 1} more; see the chapter's .json)" if d["count"] > 1 else ""),
 }
 
 

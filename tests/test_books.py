@@ -226,3 +226,13 @@ def test_corrupt_epub_is_a_one_line_error(tmp_path):
     path.write_bytes(ALICE.read_bytes()[:5000])
     result = run("import", str(path), "-o", str(tmp_path / "out"))
     assert result.exit_code == 2 and "not a readable EPUB" in result.stderr
+
+
+def test_build_says_what_a_chapter_could_not_honour(tmp_path):
+    (tmp_path / "ch1.txt").write_text("Hello <emphasis>there</emphasis>.\n\nShalom שלום.\n")
+    (tmp_path / "book.yaml").write_text("title: W\nengine: espeak\nchapters: [ch1.txt]\n")
+    result = run("build", str(tmp_path / "book.yaml"), "--no-cache")
+    assert result.exit_code == 0, result.output
+    assert "ch1.txt:1 warning: SSML <emphasis>" in " ".join(result.stderr.split()) and "and 1 more" in result.stderr
+    notes = json.loads((tmp_path / "build" / "ch1.json").read_text())["input"]["notes"]
+    assert {(n["line"], n["kind"]) for n in notes} >= {(1, "warning"), (3, "warning")}
