@@ -661,7 +661,7 @@ def engines_cmd(as_json: Json = False) -> None:
     table = Table("engine", "available", "summary / why not", show_edge=False)
     for name, summary, why in rows:
         mark = "[green]yes[/]" + (" (auto)" if name == auto else "") if why is None else "[red]no[/]"
-        table.add_row(name, mark, summary if why is None else f"{summary}\n[red]{why}[/]")
+        table.add_row(name, mark, summary if why is None else f"{summary}\n[red]{escape(why)}[/]")
     out.print(table)
 
 

@@ -31,7 +31,12 @@ def check_stdout_job(options: Any, to_stdout: bool, audio_format: str | None, dr
         return
     if as_json:
         raise UsageError("--json prints the manifest on stdout, where -o - writes the audio; drop one of them")
-    finishing = [flag for flag, on in (("--music", options.music), ("--loudness", options.finish.loudness is not None),
+    from .mixing import resolve_loudness
+    from .options import DEFAULT_LOUDNESS
+
+    # the default programme level needs the whole programme too; a stream keeps the level as rendered (peaks still limited)
+    loudness = options.finish.loudness not in (None, DEFAULT_LOUDNESS) and resolve_loudness(options.finish.loudness) is not None
+    finishing = [flag for flag, on in (("--music", options.music), ("--loudness", loudness),
                                        ("--subtitles", subtitles), ("--stems", stems)) if on]
     if finishing:
         raise UsageError(f"-o - streams the speech as it renders, but {finishing[0]} needs the whole programme; write to a file instead")

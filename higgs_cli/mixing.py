@@ -6,7 +6,7 @@ import bisect
 import functools
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -358,6 +358,15 @@ class Limiter:
         self._r, self._r0 = self._r[keep_r - self._r0:], keep_r
         keep_x = min(self._out, rb - _TP_PAD)
         self._x, self._x0 = self._x[:, keep_x - self._x0:], keep_x
+
+
+def limit_stream(pieces: Iterable[np.ndarray], rate: int = SAMPLE_RATE, ceiling_db: float = SAFETY_PEAK_DB) -> Iterator[np.ndarray]:
+    """The true-peak limiter over audio that arrives piece by piece (`-o -`, the server): the same samples out, in
+    order and in total, none above `ceiling_db`; a piece's last few milliseconds leave with the next piece."""
+    limiter = Limiter(rate, ceiling_db, 1)
+    for piece in pieces:
+        yield limiter.process(np.asarray(piece, np.float32)[None, :])[0]
+    yield limiter.flush()[0]
 
 
 # --- music -------------------------------------------------------------------------------------

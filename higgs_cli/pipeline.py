@@ -693,21 +693,27 @@ def spoken(plan: Plan, audio: np.ndarray) -> np.ndarray:
 
 
 def speech_pieces(plan: Plan, entries: Iterable[tuple[int, Entry]]) -> Iterator[np.ndarray]:
-    """The speech `render` writes before any finishing pass, piece by piece as chunks arrive in order:
-    the gap before each chunk, then the chunk, then any closing pause."""
-    for i, entry in entries:
-        chunk = plan.chunks[i]
-        heading = plan.script.segments[chunk.paragraph].heading
-        yield silence(gap_before(plan.chunks[i - 1] if i else None, chunk, plan.options, heading), SAMPLE_RATE)
-        yield spoken(plan, entry.audio)
-    if plan.chunks:
-        yield silence(sum(c.seconds for c in plan.chunks[-1].controls_after if c.kind == "pause"), SAMPLE_RATE)
+    """The speech `render` writes before its finishing pass, piece by piece as chunks arrive in order (the gap
+    before each chunk, then the chunk, then any closing pause), through the true-peak limiter so that streamed
+    audio never clips either (its level stays as rendered: a programme level needs the whole programme)."""
+    from .mixing import limit_stream
+
+    def pieces() -> Iterator[np.ndarray]:
+        for i, entry in entries:
+            chunk = plan.chunks[i]
+            heading = plan.script.segments[chunk.paragraph].heading
+            yield silence(gap_before(plan.chunks[i - 1] if i else None, chunk, plan.options, heading), SAMPLE_RATE)
+            yield spoken(plan, entry.audio)
+        if plan.chunks:
+            yield silence(sum(c.seconds for c in plan.chunks[-1].controls_after if c.kind == "pause"), SAMPLE_RATE)
+
+    yield from limit_stream(pieces())
 
 
 def stream(plan: Plan, cache: ChunkCache | None = None, jobs: int = 1,
            on_progress: Callable[[Progress], None] | None = None) -> Iterator[np.ndarray]:
     """Render a plan and yield its speech as each chunk finishes (no finishing pass: music and loudness need
-    the whole programme). The samples are the ones `render` writes to a wav without finishing options."""
+    the whole programme); true peaks are limited to -1 dBTP as they pass (speech_pieces)."""
     from .takes import prepare
 
     cache = cache or ChunkCache(None)

@@ -41,3 +41,16 @@ def test_a_clipping_render_is_brought_under_the_ceiling(tmp_path):
     result = finish(tmp_path / "raw.wav", tmp_path / "out.wav", speech_regions=[(0.0, 3.0, "A")], options=FinishOptions())
     audio, _ = sf.read(tmp_path / "out.wav", dtype="float32")
     assert true_peak_db(audio, rate) <= -1.0 + 0.1 and result["loudness"]["true_peak_dbtp"] <= -1.0
+
+
+def test_streamed_audio_is_limited_piece_by_piece_and_quiet_audio_passes_untouched():
+    from higgs_cli.mixing import limit_stream
+
+    rate = 24_000
+    t = np.arange(2 * rate) / rate
+    hot = (1.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    cuts = [0, 999, 1000, 17_000, 30_001, len(hot)]  # uneven pieces, one empty
+    out = np.concatenate(list(limit_stream(hot[a:b] for a, b in zip(cuts, cuts[1:]))))
+    assert len(out) == len(hot) and true_peak_db(out, rate) <= -1.0 + 0.1
+    quiet = hot * 0.2  # -4.4 dBFS: nothing to limit
+    assert np.array_equal(np.concatenate(list(limit_stream([quiet[:5000], quiet[5000:]]))), quiet)
