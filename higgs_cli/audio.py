@@ -155,12 +155,12 @@ class AudioWriter:
         try:
             self._tmp = str(temp_path(self.path, ".partial"))
         except OSError as e:
-            raise _write_error(self.path, e) from e
+            raise _write_error(self.path, e, self._tmp) from e
         try:
             self._file = sf.SoundFile(self._tmp, "w", samplerate=self.rate, channels=1, format=fmt, subtype=subtype)
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
             Path(self._tmp).unlink(missing_ok=True)
-            raise _write_error(self.path, e) from e
+            raise _write_error(self.path, e, self._tmp) from e
         return self
 
     def write(self, audio: np.ndarray) -> None:
@@ -170,7 +170,7 @@ class AudioWriter:
             try:
                 self._file.write(np.clip(audio, -1.0, 1.0))
             except (sf.LibsndfileError, RuntimeError, OSError) as e:
-                raise _write_error(self.path, e) from e
+                raise _write_error(self.path, e, self._tmp) from e
             self.frames += len(audio)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -183,21 +183,43 @@ class AudioWriter:
                 os.replace(self._tmp, self.path)
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
             if exc_type is None:
-                raise _write_error(self.path, e) from e
+                raise _write_error(self.path, e, self._tmp) from e
         finally:
             Path(self._tmp).unlink(missing_ok=True)  # gone already after a successful rename
 
 
-def _write_error(path: Path, error: BaseException) -> OutputError:
-    """A failed write as one line naming the likely cause: a full disk, permissions, or the message itself."""
+def _write_error(path: Path, error: BaseException, tmp: str | None = None) -> OutputError:
+    """A failed write as one line naming the likely cause (a full disk, a file size limit, permissions) and the user's file."""
     import errno
+    import shutil
 
-    text = str(error)
-    if getattr(error, "errno", None) == errno.ENOSPC or "No space left" in text or "disk full" in text.lower():
+    from .files import shown_name
+
+    path, text, code = shown_name(path), str(error), getattr(error, "errno", None)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        full = code == errno.ENOSPC or "No space left" in text or shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        full = False
+    if full:
         return OutputError(f"{path}: the disk is full; free some space or write to another disk (nothing was left behind)")
-    if getattr(error, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError(f"{path}: cannot write here ({os.strerror(error.errno)}); choose another output folder")
+    if code == errno.EFBIG or "File too large" in text or _at_size_limit(tmp):
+        return OutputError(f"{path}: the file reached this system's file size limit (ulimit -f); raise the limit or write a shorter "
+                           "piece (nothing was left behind)")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"{path}: cannot write here ({os.strerror(code)}); choose another output folder")
     return OutputError(f"{path}: writing failed ({text.strip() or error.__class__.__name__}); check the disk and the output folder")
+
+
+def _at_size_limit(tmp: str | None) -> bool:
+    """Whether the temp file stopped at the process's file size limit (libsndfile reports that only as "System error")."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        return tmp is not None and soft != resource.RLIM_INFINITY and os.path.getsize(tmp) >= soft - (1 << 16)
+    except (ImportError, OSError, ValueError):
+        return False
 
 
 def write_audio(path: Path, audio: np.ndarray, rate: int) -> None:

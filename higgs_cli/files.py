@@ -65,6 +65,15 @@ def sweep_stale(path: Path) -> list[Path]:
     return removed
 
 
+_TEMP = re.compile(rf"^\.\.?(?P<name>.+?)\.\d+\.{_RANDOM}\.[A-Za-z0-9_.]+$")
+
+
+def shown_name(path: Path) -> Path:
+    """The output a temp file stands for (`.out.wav.123.ab12cd34.staged.wav` -> `out.wav`), for messages."""
+    m = _TEMP.match(Path(path).name)
+    return Path(path).with_name(m.group("name")) if m else Path(path)
+
+
 def same_file(a: Path, b: Path) -> bool:
     """Whether two paths name one file (following links), also when `a` does not exist yet."""
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 import textwrap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -128,13 +127,19 @@ def write_subtitles(chunks: Iterable[Mapping[str, Any]], path: Path, offset: flo
     check_subtitle_path(path)
     cues = cues_from_chunks(chunks, offset, speakers)
     text = format_vtt(cues) if path.suffix.lower() == ".vtt" else format_srt(cues)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
+    from .files import temp_path
+
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        tmp = temp_path(path, ".partial")
+    except OSError as e:
+        raise OutputError(f"--subtitles {path}: cannot be written ({e.strerror}); check that its folder still exists and is writable") from e
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as e:
+        raise OutputError(f"--subtitles {path}: writing failed ({e.strerror}); check the disk and the folder") from e
+    finally:
+        tmp.unlink(missing_ok=True)
     return len(cues)

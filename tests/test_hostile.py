@@ -35,6 +35,14 @@ def clipped(path: Path) -> None:
     tone(path, peak=3.0, channels=2, rate=8000)  # clipped, stereo and telephone-band at once
 
 
+def noisy_mp3(path: Path) -> None:
+    """White noise with clicks, as mp3: libmpg123 complains on stderr while decoding it correctly."""
+    rng = np.random.default_rng(0)
+    x = (0.3 * rng.standard_normal(24_000 * 6)).astype(np.float32)
+    x[::5000] = 1.0
+    sf.write(str(path), x, 24_000)
+
+
 def bomb() -> str:
     lines = ["l0: &l0 [" + ", ".join(["x"] * 9) + "]"]
     lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
@@ -145,11 +153,14 @@ CASES = [
     # --- 6. voice profiles -----------------------------------------------------------------------
     Case("list-skips-bad-profile", ["voices", "list"], OK, "voice 'bad' skipped", {"voices/bad.yaml": "engines: [\n"}),
     Case("show-alias-bomb", ["voices", "show", "boom", "--json"], REFUSED, "expands to more than", {"voices/boom.yaml": bomb()}),
+    Case("add-into-read-only-library", ["voices", "add", "pal", "-a", "{w}/c.wav", "--text", "Hello."], REFUSED,
+         "cannot write the voice library", {"c.wav": tone}, env={"HIGGS_VOICES_DIR": "/proc/self/voices"}),
     Case("add-reports-clip-problems", ["voices", "add", "pal", "-a", "{w}/bad.wav", "--text", "Hello."], OK, "8000 Hz",
          {"bad.wav": clipped}),
     # --- 7. misleading messages --------------------------------------------------------------------
     Case("utf16-with-bom-is-read", DRY, OK, "", {"t.txt": "[SPEAKER0] Hello there.\n".encode("utf-16")}),
     Case("utf16-without-bom-is-named", DRY, REFUSED, "UTF-16 text without a byte-order mark", {"t.txt": "[SPEAKER0] Hello.\n".encode("utf-16-le")}),
+    Case("mp3-decoder-chatter-hidden", ["inspect", "{w}/n.mp3"], OK, "", {"n.mp3": noisy_mp3}),
     Case("binary-transcript", DRY, REFUSED, "binary file", {"t.txt": b"\x7fELF\x00\x01\x02" * 50}),
     Case("empty-transcript", DRY, REFUSED, "no text", {"t.txt": "\n\n"}),
     Case("stdin-transcript-bad-pause", ["generate", "-t", "-", "--dry-run", "-e", "piper"], REFUSED, "<stdin>:1: [pause:x]", {}, stdin="Hi [pause:x].\n"),

@@ -13,7 +13,7 @@ import pytest
 from higgs_cli.cache import ChunkCache
 
 ROOT = Path(__file__).resolve().parents[1]
-TEXT = " ".join(f"Sentence number {i} is here." for i in range(24))
+TEXT = " ".join(f"Sentence number {i} is here." for i in range(12))
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the worker processes")
 
@@ -60,14 +60,15 @@ def _all_gone(pids: list[int], seconds: float = 10.0) -> bool:
     return not any(_alive(p) for p in pids)
 
 
-def test_sigterm_with_jobs_exits_143_says_so_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize(("sig", "code", "says"), [(signal.SIGTERM, 143, "stopped by SIGTERM"), (signal.SIGINT, 130, "interrupted")])
+def test_sigterm_or_ctrl_c_with_jobs_exits_cleanly_says_so_and_leaves_nothing(tmp_path, sig, code, says):
     proc = _start(tmp_path / "out.wav", tmp_path / "cache")
     workers = _after_chunks(proc, tmp_path / "cache", 2)
     assert len(workers) >= 2
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 143, stderr
-    assert "SIGTERM" in stderr and "no output was written" in stderr and "Traceback" not in stderr
+    assert proc.returncode == code, stderr
+    assert says in stderr and "no output was written" in stderr and "Traceback" not in stderr
     assert _all_gone(workers)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
 
@@ -100,3 +101,37 @@ def test_a_live_writers_temp_files_are_not_swept(tmp_path):
     user.write_bytes(b"x")
     assert sweep_stale(tmp_path / "a.wav") == [dead]
     assert mine.exists() and user.exists() and not dead.exists()
+
+
+def test_a_file_size_limit_mid_render_is_named_and_leaves_nothing(tmp_path):
+    """Like a full disk: the write fails part way; one line names it, and neither the output nor a temp file remains."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))  # ~0.8 s of 16-bit audio at 24 kHz
+
+    out = tmp_path / "out.wav"
+    proc = subprocess.run([sys.executable, "-m", "higgs_cli", "generate", "--text", "This sentence is long enough to pass forty kilobytes.",
+                           "-o", str(out), "--engine", "espeak", "--no-cache", "-q"], cwd=ROOT, capture_output=True, text=True,
+                          preexec_fn=limit, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "out.wav: the file reached" in lines[0] and "size limit" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_subtitles_folder_removed_mid_render_leaves_no_audio(tmp_path):
+    """The audio is renamed into place only after the subtitles are written: a late failure leaves neither."""
+    import shutil
+
+    from higgs_cli.errors import OutputError
+    from higgs_cli.options import RenderOptions
+    from higgs_cli.pipeline import make_plan, render
+    from higgs_cli.transcript import parse_transcript
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    plan = make_plan(parse_transcript("One sentence.\n\nAnother one.\n"), RenderOptions(engine="espeak"), "espeak")
+    with pytest.raises(OutputError, match="subs"):
+        render(plan, tmp_path / "out.wav", on_progress=lambda p: shutil.rmtree(subs, ignore_errors=True), subtitles=subs / "out.srt")
+    assert list(tmp_path.iterdir()) == []
