@@ -315,7 +315,7 @@ def _run_job(script, options: RenderOptions, output: Path | None, dry_run: bool,
 
         check_job_files(plan, output, subtitles, stems)
     if note and not quiet:
-        err.print(f"[dim]{note}[/]", soft_wrap=True)
+        err.print(f"[dim]{escape(note)}[/]", soft_wrap=True)
     if not quiet:
         from .cli_import import print_notes
 
@@ -381,7 +381,7 @@ def _print_plan(doc: dict) -> None:
 
     err.print(f"engine {doc['engine']}; {len(doc['chunks'])} chunks, {doc['words']} words")
     for spk, v in doc["speakers"].items():
-        err.print(f"  {spk} -> {v['voice']} ({v['source']}" + (f"; {v['why']})" if v.get("why") else ")"), soft_wrap=True)
+        err.print(escape(f"  {spk} -> {v['voice']} ({v['source']}" + (f"; {v['why']})" if v.get("why") else ")")), soft_wrap=True)
     table = Table("#", "speaker", "voice", "words", "seed", "text", show_edge=False)
     for c in doc["chunks"]:
         table.add_row(str(c["index"]), c["speaker"], c["voice"], str(c["words"]), str(c["seed"]), c["text"][:70])
@@ -555,7 +555,7 @@ def _clone_engine(requested: str, settings: HiggsSettings, saved: bool, quiet: b
     name, note = engines.choose(requested, settings)
     if engines.engine_class(name).clones:
         if note and not quiet:
-            err.print(f"[dim]{note}[/]", soft_wrap=True)
+            err.print(f"[dim]{escape(note)}[/]", soft_wrap=True)
         return name
     if saved:
         if not quiet:
@@ -763,7 +763,7 @@ def build_cmd(
                                                                          qa_model or given.model)))
     engine, note = engines.choose(spec.options.engine, spec.options.higgs)
     if note and not quiet:
-        err.print(f"[dim]{note}[/]", soft_wrap=True)
+        err.print(f"[dim]{escape(note)}[/]", soft_wrap=True)
 
     on_ray = ray_settings(ray, spec.ray)
     update, stop = cluster_bar(err, quiet)

@@ -1,4 +1,4 @@
-"""The voice library: resolve names and paths to Voice(clip, transcript, profile); add, remove, cast.
+"""The voice library: resolve names and paths to Voice(clip, transcript, profile); add, remove (casting: cast.py).
 
 A voice is a flat trio in a voices folder: `NAME.wav` (reference clip), `NAME.txt` (its exact
 transcript) and an optional `NAME.yaml` profile (description, language, gender, and per-engine
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import VoiceError
-from .options import BUNDLED_VOICES_DIR, CAST_ORDER, SAMPLE_RATE, VOICE_MAX_SECONDS, VOICE_MIN_SECONDS
+from .options import BUNDLED_VOICES_DIR, SAMPLE_RATE, VOICE_MAX_SECONDS, VOICE_MIN_SECONDS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -168,7 +168,7 @@ def auto_voice(k: int) -> Voice:
 
     Speaker-embedding distance comes mostly from formant and spectral tilt, and intelligibility
     bounds formants to about 0.95-1.32, so that plane holds only so many voices: the six below sit
-    in its corners away from the bundled five; from the seventh on they repeat with another pitch
+    in its corners; from the seventh on they repeat with another pitch
     (audibly different, but close to an earlier variant by embedding).
     """
     shapes = ((1.22, -7.0, 1.2), (0.96, 3.0, 0.8), (1.32, -2.0, 1.6), (1.1, 8.0, 1.1), (1.18, 2.0, 1.35), (1.0, -3.0, 0.9))
@@ -179,29 +179,6 @@ def auto_voice(k: int) -> Voice:
         name=f"auto-{k + 1}", source="auto", description="automatic voice variant",
         engines={"piper": {"pitch": round(pitch, 3), "formant": formant, "tilt": tilt}, "espeak": {"voice": variants[k % len(variants)]}},
     )
-
-
-def cast(speakers: tuple[str, ...], mapping: dict[str, str], default: str | None, distinct: bool) -> dict[str, Voice]:
-    """Give every speaker a voice: explicit mapping first, then the default, then distinct picks."""
-    unknown = sorted(set(mapping) - set(speakers))
-    if unknown:
-        raise VoiceError(f"--voice maps speaker {unknown[0]} which is not in the transcript; speakers are: {', '.join(speakers)}")
-    chosen = {spk: resolve(spec) for spk, spec in mapping.items()}
-    taken = {v.name for v in chosen.values()}
-    pool = [n for n in CAST_ORDER if n not in taken]
-    auto = 0
-    for spk in speakers:
-        if spk in chosen:
-            continue
-        if default and (not distinct or default not in taken):
-            chosen[spk] = resolve(default)
-        elif pool:
-            chosen[spk] = resolve(pool.pop(0))
-        else:
-            chosen[spk] = auto_voice(auto)
-            auto += 1
-        taken.add(chosen[spk].name)
-    return {spk: chosen[spk] for spk in speakers}
 
 
 def prepare_clip(path: Path) -> tuple[np.ndarray, int]:
