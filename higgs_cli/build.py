@@ -33,7 +33,8 @@ from .options import (
 _FIELDS = {"title", "author", "engine", "voices", "chunk", "max_words", "seed", "format", "build_dir", "output",
            "chapters", "higgs", "pauses", "cover", "music", "music_gain", "duck", "loudness",
            "lexicon", "numbers", "emoji", "language",  # reading inputs: lexicon, numbers, emoji; language is metadata
-           "qa", "ray"}  # the quality gate: a mode, or {mode, retakes, model}; ray: cluster.py
+           "qa", "ray",
+           "speakers"}  # descriptions that casting reads (cast.py)  # the quality gate: a mode, or {mode, retakes, model}; ray: cluster.py
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def load_project(path: Path) -> Project:
                                 max_words=int(data.get("max_words", 60)), seed=int(data.get("seed", 0)),
                                 voices={str(k).upper(): str(v) for k, v in (data.get("voices") or {}).items()},
                                 higgs=higgs, music=str(base / str(data["music"])) if data.get("music") else None,
-                                finish=finish, **pauses)
+                                finish=finish, descriptions={str(k).upper(): str(v) for k, v in (data.get("speakers") or {}).items()}, **pauses)
     except (TypeError, ValueError) as e:
         raise UsageError(f"{path}: bad setting ({e}); see the README's project file section") from e
     from .mixing import validate
@@ -195,6 +196,7 @@ _TYPES: dict[str, tuple[tuple[type, ...], str]] = {  # what each project field m
     "lexicon": ((str,), "a lexicon file"), "numbers": ((str,), "a numbers mode"), "emoji": ((str,), "an emoji mode"),
     "language": ((str,), "a language code"), "qa": ((str, dict), "a QA mode or a mapping {mode: ..., retakes: ...}"),
     "ray": ((dict,), "a mapping of Ray settings"),
+    "speakers": ((dict,), "a mapping SPEAKER: description, such as MAYA: a young woman"),
 }
 
 
@@ -350,7 +352,7 @@ def book_cast(scripts: list[Any], options: RenderOptions) -> dict[str, Any]:
 
     speakers = tuple(dict.fromkeys(spk for script in scripts for spk in script.speakers))
     text = "\n".join(script_text(script) for script in scripts)
-    return cast(speakers, options.voices, options.default_voice, options.distinct, text).voices
+    return cast(speakers, options.voices, options.default_voice, options.distinct, text, options.descriptions).voices
 
 
 def _every_twentieth(emit: Callable[[BuildEvent], None]) -> Callable[[int, int], None]:

@@ -2,8 +2,8 @@
 
 Order of precedence for one speaker: the explicit mapping (`--voice SPEAKER=NAME`, a project's `voices:`),
 then the default voice, then an automatic pick. An automatic pick first infers the speaker's likely
-gender from, in order, a description in the transcript ("an old man called Silas", "Maya, a young
-woman"), a title in the tag (MRS_HALE, SIR_TOBY), and the first name through gender-guesser's offline
+gender from, in order, a description the project gives (`speakers: {SILAS: an old fisherman}`), one in
+the transcript ("an old man called Silas", "Maya, a young woman"), a title in the tag (MRS_HALE, SIR_TOBY), and the first name through gender-guesser's offline
 name dataset; it then hands out the next unused bundled voice of that gender (`CAST_ORDER`). Speakers
 whose gender stays unknown (NARRATOR, SPEAKER0) alternate, masculine first, counting only themselves, so
 mapping another speaker never changes theirs (unless it takes their voice). When a gender's bundled
@@ -74,12 +74,28 @@ def _described(speaker: str, text: str) -> tuple[str, str] | None:
     return None
 
 
+def _gender_word(word: str) -> str | None:
+    """The gender a description's word names: "woman", "she", "fisherman", "grandmother"; None for most words."""
+    for gender, group in _WORDS.items():
+        if word in group:
+            return gender
+    if word.endswith(("woman", "women")):
+        return FEMININE
+    if word.endswith(("man", "men")) and word not in ("human", "humans", "german", "germans", "amen"):
+        return MASCULINE
+    return None
+
+
 def _words(speaker: str) -> list[str]:
     return [w for w in re.split(r"[^A-Za-z]+", speaker) if w]
 
 
-def infer_gender(speaker: str, text: str = "") -> tuple[str | None, str]:
-    """The speaker's likely gender (or None) and the reason, from the transcript text, a title or the first name."""
+def infer_gender(speaker: str, text: str = "", description: str | None = None) -> tuple[str | None, str]:
+    """The speaker's likely gender (or None) and the reason: from a given description, the transcript text, a title or the first name."""
+    if description:
+        gender = next((g for w in re.findall(r"[a-z]+", description.lower()) if (g := _gender_word(w))), None)
+        if gender:
+            return gender, f'the project describes {speaker} as "{description}"'
     described = _described(speaker, text)
     if described:
         return described[0], f'the transcript says "{described[1]}"'
@@ -97,7 +113,8 @@ def infer_gender(speaker: str, text: str = "") -> tuple[str | None, str]:
     return None, f"gender-guesser does not know the name {label}" if verdict == "unknown" else f"the name {label} is used for both genders"
 
 
-def cast(speakers: tuple[str, ...], mapping: dict[str, str], default: str | None, distinct: bool, text: str = "") -> Casting:
+def cast(speakers: tuple[str, ...], mapping: dict[str, str], default: str | None, distinct: bool, text: str = "",
+         descriptions: dict[str, str] | None = None) -> Casting:
     """Give every speaker a voice: explicit mapping first, then the default, then picks of the fitting gender."""
     unknown = sorted(set(mapping) - set(speakers))
     if unknown:
@@ -113,7 +130,7 @@ def cast(speakers: tuple[str, ...], mapping: dict[str, str], default: str | None
         if default and (not distinct or default not in taken):
             chosen[spk], why[spk] = resolve(default), "the default voice"
         else:
-            gender, reason = infer_gender(spk, text)
+            gender, reason = infer_gender(spk, text, (descriptions or {}).get(spk))
             if gender is None:
                 gender, anonymous = (MASCULINE, FEMININE)[anonymous % 2], anonymous + 1
                 reason += f"; alternating, so {gender}"

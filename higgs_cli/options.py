@@ -108,6 +108,7 @@ class RenderOptions:
     finish: FinishOptions = field(default_factory=lambda: FinishOptions())  # music mix, loudness, metadata
     speech: SpeechOptions = field(default_factory=lambda: SpeechOptions())  # numbers and lexicon: what engines are given
     qa: QaOptions = field(default_factory=lambda: QaOptions())  # the quality gate (qa.py, takes.py)
+    descriptions: dict[str, str] = field(default_factory=dict)  # speaker -> description (a project's `speakers:`), read by casting
 
 
 # --- finishing -----------------------------------------------------------------------------------

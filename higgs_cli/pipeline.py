@@ -73,7 +73,7 @@ def make_plan(script: Script, options: RenderOptions, engine: str, voices: dict[
     if voices is not None:
         voices = {spk: voices[spk] for spk in script.speakers}
     else:
-        casting = cast(script.speakers, options.voices, options.default_voice, options.distinct, script_text(script))
+        casting = cast(script.speakers, options.voices, options.default_voice, options.distinct, script_text(script), options.descriptions)
         voices, why = casting.voices, casting.why
     check_cast(voices, engine)
     chunks, notes = spoken_chunks(chunks, voices, options, engine)

@@ -64,3 +64,15 @@ def test_demo_casts_silas_masculine_and_dry_run_says_why():
     assert speakers["SILAS"]["gender"] == MASCULINE and "old man called Silas" in speakers["SILAS"]["why"]
     assert speakers["MAYA"]["gender"] == FEMININE and "Maya" in speakers["MAYA"]["why"]
     assert len({s["voice"] for s in speakers.values()}) == len(speakers)
+
+
+def test_a_project_description_decides(tmp_path):
+    from higgs_cli.build import load_project
+
+    (tmp_path / "one.txt").write_text("[ALEX] Nets are in.\n[SAM] Then we sail.\n", encoding="utf-8")
+    (tmp_path / "book.yaml").write_text("chapters: [one.txt]\nspeakers:\n  alex: an old fisherman\n  SAM: she runs the harbour\n", encoding="utf-8")
+    options = load_project(tmp_path / "book.yaml").options
+    assert options.descriptions == {"ALEX": "an old fisherman", "SAM": "she runs the harbour"}
+    result = cast(("ALEX", "SAM"), {}, None, True, "", options.descriptions)  # gender-guesser: Alex male, Sam mostly male
+    assert gender_of(result.voices["ALEX"]) == MASCULINE and gender_of(result.voices["SAM"]) == FEMININE
+    assert "she runs the harbour" in result.why["SAM"]
