@@ -101,7 +101,7 @@ RasWindow = Annotated[int | None, _higgs("--ras-window", help="higgs: repetition
 RasRepeat = Annotated[int | None, _higgs("--ras-max-repeat", help="higgs: repeats allowed inside the RAS window.")]
 MaxNew = Annotated[int | None, _higgs("--max-new-tokens", help="higgs: max audio frames per chunk (25 per second).")]
 ContextChunks = Annotated[int | None, _higgs("--context-chunks", help="higgs: earlier chunks kept as audio context.")]
-Scene = Annotated[str | None, _higgs(help="higgs: scene description, as text or a file path.")]
+Scene = Annotated[str | None, _higgs(help="higgs: scene description, as text or a file path (default: upstream's quiet room; 'none' turns it off).")]
 RefInSystem = Annotated[bool, typer.Option("--ref-in-system", help="higgs: put reference clips in the system message.", rich_help_panel=_PANEL)]
 Emotion = Annotated[str | None, _higgs(help=f"higgs: {', '.join(EMOTIONS)}.")]
 Speed = Annotated[float | None, _higgs(help="higgs: speaking-rate hint (0.5..2).")]
@@ -110,6 +110,7 @@ Batch = Annotated[int | None, _higgs("--batch", help="higgs: chains generated to
 ChainWords = Annotated[int | None, _higgs("--chain-words", help="higgs: also start a new chain (context reset) at the first paragraph after N words; 0 = chapters only.")]
 AudioFormat = Annotated[str | None, typer.Option("--audio-format", help="With -o -: wav (streaming header; default), pcm (s16le 24 kHz), flac, mp3, opus, aac.",
                                                    show_default=False)]
+ContextLimit = Annotated[int | None, _higgs("--context-limit", help="higgs: positions a prompt plus its new audio may take (default 8192); older context goes past it.")]
 
 
 def _version(value: bool) -> None:
@@ -236,7 +237,7 @@ def _parse_voices(values: list[str] | None) -> tuple[dict[str, str], str | None]
 
 
 def _scene(value: str | None) -> str | None:
-    if value and len(value) < 4096 and Path(value).is_file():
+    if value and len(value) < 4096 and value.strip().lower() != "none" and Path(value).is_file():
         return Path(value).read_text(encoding="utf-8").strip()
     return value
 
@@ -443,13 +444,14 @@ def generate(
     script_format: Format = "auto", emoji: Emoji = "remove", numbers: Numbers = "auto", lexicon: LexiconOpt = None,
     qa: QaMode = "auto", retakes: Retakes = QA_RETAKES, qa_model: QaModel = None, retake_chunks: RetakeChunks = None, ray: RayAddress = None,
     audio_format: AudioFormat = None,
+    context_limit: ContextLimit = None,
 ) -> None:
     """Turn a transcript or text into speech; every speaker gets a voice."""
     higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
                             top_k=top_k, top_p=top_p, ras_window=ras_window, ras_max_repeat=ras_max_repeat,
                             max_new_tokens=max_new_tokens, context_chunks=context_chunks, scene=scene,
                             ref_in_system=ref_in_system, emotion=emotion, speed=speed, decoder=decoder, batch=batch,
-                            chain_words=chain_words)
+                            chain_words=chain_words, context_limit=context_limit)
     options = _job_options(engine, chunk, max_words, seed, voice, True, higgs)
     options = _finishing(options, music, music_gain, music_intro, music_outro, duck, loudness, title, author, cover, max_silence)
     options = replace(options, speech=_speech(numbers, lexicon))
@@ -482,12 +484,14 @@ def dialogue(
     script_format: Format = "auto", emoji: Emoji = "remove", numbers: Numbers = "auto", lexicon: LexiconOpt = None,
     qa: QaMode = "auto", retakes: Retakes = QA_RETAKES, qa_model: QaModel = None, retake_chunks: RetakeChunks = None, ray: RayAddress = None,
     audio_format: AudioFormat = None,
+    context_limit: ContextLimit = None,
 ) -> None:
     """Render a multi-speaker script, one clearly distinct voice per speaker."""
     higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
                             top_k=top_k, top_p=top_p, ras_window=ras_window, ras_max_repeat=ras_max_repeat,
                             max_new_tokens=max_new_tokens, context_chunks=context_chunks, scene=scene,
-                            ref_in_system=ref_in_system, decoder=decoder, batch=batch, chain_words=chain_words)
+                            ref_in_system=ref_in_system, decoder=decoder, batch=batch, chain_words=chain_words,
+                            context_limit=context_limit)
     options = _job_options(engine, chunk, max_words, seed, voice, True, higgs)
     options = _finishing(options, music, music_gain, music_intro, music_outro, duck, loudness, title, author, cover, max_silence)
     options = replace(options, speech=_speech(numbers, lexicon))
@@ -519,6 +523,7 @@ def clone(
     top_k: TopK = None, top_p: TopP = None, max_new_tokens: MaxNew = None, context_chunks: ContextChunks = None,
     scene: Scene = None, ref_in_system: RefInSystem = False, emotion: Emotion = None, speed: Speed = None,
     qa: QaMode = "auto", retakes: Retakes = QA_RETAKES, qa_model: QaModel = None, retake_chunks: RetakeChunks = None,
+    context_limit: ContextLimit = None,
 ) -> None:
     """Speak text in the voice of a reference clip (needs the higgs engine; --save-as works everywhere)."""
     from . import voices
@@ -527,7 +532,7 @@ def clone(
         ref_text = Path(ref_text).read_text(encoding="utf-8").strip()
     higgs = _higgs_settings(model=model, codec=codec, revision=revision, device=device, temperature=temperature,
                             top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens, context_chunks=context_chunks,
-                            scene=scene, ref_in_system=ref_in_system, emotion=emotion, speed=speed)
+                            scene=scene, ref_in_system=ref_in_system, emotion=emotion, speed=speed, context_limit=context_limit)
     if save_as:
         saved = voices.add(save_as, ref, ref_text)
         _warn(voices.clip_problems(ref), quiet)

@@ -446,7 +446,8 @@ Feed = Callable[[int], "Request | None"]
 
 def stream(model: Any, chains: int, feed: Feed, sampling: Sampling, *, width: int | None = None,
            decoder: StaticDecoder | None = None, graphs: bool = False, exact: bool | None = None,
-           sync_every: int = 16, length: int | None = None, more: Callable[[], int] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+           sync_every: int = 16, length: int | None = None, more: Callable[[], int] | None = None,
+           limit: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """Run `chains` chains of requests, `width` at a time, as one batch; yield (chain, frames) as each request ends.
 
     `feed(chain)` returns that chain's next request, or None when the chain is over. It is called for a chain
@@ -457,7 +458,8 @@ def stream(model: Any, chains: int, feed: Feed, sampling: Sampling, *, width: in
     do not depend on `width` or on which other chains share the batch.
 
     `decoder` is reused when it has `width` rows; its cache grows when a request does not fit (re-capturing
-    the CUDA graph). Chains are started in order; results come out in completion order.
+    the CUDA graph), with a quarter of headroom up to `limit` positions (the engine's context limit; the model's
+    `max_position_embeddings` when not given). Chains are started in order; results come out in completion order.
 
     With `more` the set of chains is open (a server): at every host synchronisation `more()` says how many
     chains have arrived since (numbered on from the last) and idle rows take them; the run ends when no row
@@ -467,7 +469,7 @@ def stream(model: Any, chains: int, feed: Feed, sampling: Sampling, *, width: in
     if chains <= 0 and more is None:
         return
     with torch.inference_mode():
-        run = _Batch(model, width, sampling, decoder, graphs, exact, length)
+        run = _Batch(model, width, sampling, decoder, graphs, exact, length, limit)
         yield from run.drive(chains, feed, sync_every, more)
 
 
@@ -498,7 +500,8 @@ class _Batch:
     """The rows of one batched run: which chain each row serves, its position, its frames so far."""
 
     def __init__(self, model: Any, width: int, sampling: Sampling, decoder: StaticDecoder | None, graphs: bool,
-                 exact: bool | None, length: int | None):
+                 exact: bool | None, length: int | None, limit: int | None = None):
+        self.limit = limit or getattr(model.config, "max_position_embeddings", 0)
         if decoder is None or decoder.batch != width:
             decoder = StaticDecoder(model, width, _quantum(length or LENGTH_QUANTUM), graphs=graphs)
         self.decoder, self.width = decoder, width
@@ -574,7 +577,7 @@ class _Batch:
 
     def _ensure_room(self, request: Request) -> None:
         if request.length() > self.decoder.length:  # with headroom: each growth re-captures the graph
-            limit = max(request.length(), getattr(self.decoder.model.config, "max_position_embeddings", 0))
+            limit = max(request.length(), self.limit)
             self.decoder = self.decoder.grown(min(_quantum(request.length() + request.length() // 4), _quantum(limit)))
         if request.max_new > self.out.shape[1]:
             grown = torch.full((self.width, request.max_new, self.out.shape[2]), self.eos, dtype=torch.long,

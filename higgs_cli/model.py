@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -181,7 +182,7 @@ def _lm_config(original: dict[str, Any], tokenizer: Any) -> Any:
         rope["rope_type"] = rope.pop("type")
     keep = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
             "num_key_value_heads", "hidden_act", "max_position_embeddings", "rms_norm_eps", "attention_bias",
-            "mlp_bias", "head_dim", "tie_word_embeddings")
+            "mlp_bias", "head_dim")  # not tie_word_embeddings: Llama's says true, but the port has no tied text head
     kwargs = {k: text[k] for k in keep if text.get(k) is not None}
     eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
     return HiggsAudioV2Config(
@@ -198,6 +199,20 @@ def _lm_config(original: dict[str, Any], tokenizer: Any) -> Any:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=eot,
     )
+
+
+def _check_adapter(src: Path, original: dict[str, Any]) -> None:
+    """transformers' port has the audio FFN in every layer. Boson's release says "dual_ffn_fast_forward" (layers
+    without the audio FFN would pass audio straight through) with every layer listed, which is the same model."""
+    adapter = original.get("audio_adapter_type")
+    n_layers = (original.get("text_config") or {}).get("num_hidden_layers")
+    layers = original.get("audio_dual_ffn_layers")
+    if adapter not in ("dual_ffn", "dual_ffn_fast_forward"):
+        raise UsageError(f"{src}: audio_adapter_type {adapter!r} cannot be converted; only Higgs Audio v2's dual FFN "
+                         f"(dual_ffn or dual_ffn_fast_forward) is supported")
+    if layers is not None and sorted(set(layers)) != list(range(n_layers or 0)):
+        raise UsageError(f"{src}: audio_dual_ffn_layers lists {len(set(layers))} of {n_layers} layers; only checkpoints with "
+                         f"the audio FFN in every layer (the Higgs Audio v2 3B base) can be converted")
 
 
 def _lm_state_dict(src: Path) -> dict[str, Any]:
@@ -232,10 +247,7 @@ def _convert_lm(src: Path, dst: Path) -> None:
     from transformers import AutoTokenizer, HiggsAudioV2ForConditionalGeneration
 
     original = _read_config(src)
-    layers = original.get("audio_dual_ffn_layers")
-    n_layers = (original.get("text_config") or {}).get("num_hidden_layers")
-    if original.get("audio_adapter_type") != "dual_ffn" or (layers is not None and len(layers) != n_layers):
-        raise UsageError(f"{src}: only Higgs Audio v2 checkpoints (dual FFN in every layer) can be converted")
+    _check_adapter(src, original)
     tokenizer = AutoTokenizer.from_pretrained(src)
     config = _lm_config(original, tokenizer)
     state = _lm_state_dict(src)
@@ -323,6 +335,34 @@ def _hubert_config(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_QUANTIZER = re.compile(r"^quantizer\.vq\.layers\.(\d+)\.")
+
+
+def _quantizers(src: Path, original: dict[str, Any], raw: dict[str, Any]) -> tuple[int, list[float]]:
+    """(quantizers, target bandwidths) the converted codec must say. transformers derives its quantizer count from
+    the last bandwidth, but Boson's config lists bandwidths up to 4 kbps next to n_q 8 (16 quantizers' worth): the
+    count comes from n_q and the layers in model.pth, and only the bandwidths those quantizers serve are kept."""
+    present = {int(m[1]) for k in raw if (m := _QUANTIZER.match(k))}
+    layers = max(present) + 1 if present else 0
+    if present != set(range(layers)) or not layers:
+        raise UsageError(f"{src}/model.pth has no complete set of quantizer layers (found {sorted(present)[:8]}); re-download the codec")
+    n_q = int(original.get("n_q") or layers)
+    if n_q > layers:
+        raise UsageError(f"{src}: config.json says n_q {n_q} but model.pth holds {layers} quantizers; re-download the codec")
+    rate = math.ceil(original.get("sample_rate", 24000) / math.prod(original["ratios"]))
+    bits = math.ceil(math.log2(original.get("bins", 1024)))
+
+    def served(bandwidth: float) -> int:  # as transformers' HiggsAudioV2TokenizerConfig.num_quantizers counts them
+        return int(1000 * bandwidth // (rate * bits))
+
+    bandwidths = [float(b) for b in original.get("target_bandwidths", []) if 0 < served(b) <= n_q]
+    if not bandwidths or served(bandwidths[-1]) != n_q:
+        bandwidths.append(n_q * rate * bits / 1000)
+    if served(bandwidths[-1]) != n_q:
+        raise UsageError(f"{src}: no bandwidth gives exactly {n_q} quantizers at {rate} frames/s and {bits} bits; check config.json")
+    return n_q, bandwidths
+
+
 def _convert_codec(src: Path, dst: Path) -> None:
     import torch
     from transformers import DacFeatureExtractor, HiggsAudioV2TokenizerConfig, HiggsAudioV2TokenizerModel
@@ -334,6 +374,8 @@ def _convert_codec(src: Path, dst: Path) -> None:
         raise UsageError(f"{src}/model.pth is not a plain weights file ({e.__class__.__name__}); re-download the codec") from e
     raw = _merge_weight_norm(raw)
     ratios = list(original["ratios"])
+    n_q, bandwidths = _quantizers(src, original, raw)
+    raw = {k: v for k, v in raw.items() if not ((m := _QUANTIZER.match(k)) and int(m[1]) >= n_q)}
     state = {new: v for k, v in raw.items() if (new := codec_key(k, len(ratios))) is not None}
     config = HiggsAudioV2TokenizerConfig(
         acoustic_model_config={
@@ -345,7 +387,7 @@ def _convert_codec(src: Path, dst: Path) -> None:
         semantic_model_config=_hubert_config(state),
         codebook_size=original.get("bins", 1024),
         codebook_dim=state["quantizer.quantizers.0.codebook.embed"].shape[1],
-        target_bandwidths=list(original.get("target_bandwidths", [0.5, 1, 1.5, 2, 4])),
+        target_bandwidths=bandwidths,
         sample_rate=original.get("sample_rate", 24000),
         semantic_sample_rate=original.get("semantic_sample_rate") or 16000,
     )

@@ -58,6 +58,19 @@ DEFAULT_CODEC = "bosonai/higgs-audio-v2-tokenizer"
 ANCHOR_TEXT = ("I am going to read this to you in my own natural voice, at an easy and steady pace, "
                "so that you can hear clearly how I sound.")
 EMOTIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
+# Upstream's default scene (boson-ai/higgs-audio examples/scene_prompts/quiet_indoor.txt, the default --scene_prompt of
+# examples/generation.py): without it the base model is freer to add background sound. `--scene none` turns it off.
+DEFAULT_SCENE = "Audio is recorded from a quiet room."
+SCENE_OFF = "none"
+# Positions a prompt plus its new audio may take. Ours, not the checkpoint's: the converted config says 2048
+# (transformers' default) but its llama3 rope gives the same rotary frequencies as upstream's 131072/8192 settings,
+# and upstream's serve engine runs KV caches up to 8192.
+DEFAULT_CONTEXT_LIMIT = 8192
+# Context is budgeted against the audio a chunk is expected to need, not the whole --max-new-tokens: 10 frames per
+# word is 150 words a minute at 25 frames/s; the margin doubles it and adds 2 s for pauses and sound events.
+FRAMES_PER_WORD = 10
+EXPECTED_FRAMES_MARGIN = 2.0
+EXPECTED_FRAMES_EXTRA = 50
 
 
 @dataclass(frozen=True)
@@ -77,7 +90,7 @@ class HiggsSettings:
     ras_max_repeat: int = 2
     max_new_tokens: int = 2048  # audio frames per chunk (25 per second)
     context_chunks: int = 2  # earlier generated chunks kept as audio context
-    scene: str | None = None
+    scene: str | None = DEFAULT_SCENE  # None, "" or "none": no scene
     ref_in_system: bool = False
     emotion: str | None = None
     speed: float | None = None
@@ -85,6 +98,7 @@ class HiggsSettings:
     batch: int = 1  # chains generated together as one GPU batch (static-cache decoder); output does not depend on it
     decoder: str = "auto"  # plain (transformers' generate) or fast (static cache, CUDA graphs); auto = plain until
     # the fast loop has been measured on a GPU (it matches generate() exactly on CPU, never yet run on CUDA)
+    context_limit: int = DEFAULT_CONTEXT_LIMIT  # positions of prompt + new audio; older context is dropped past it
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .options import SCENE_OFF
+
 SYSTEM_SINGLE = "Generate audio following instruction."
 SYSTEM_MULTI = (
     "You are an AI assistant designed to convert text into speech.\n"
@@ -169,8 +171,14 @@ def style_sentence(emotion: str | None, speed: float | None) -> str | None:
     return (", and ".join(parts) + ".") if parts else None
 
 
+def scene_enabled(scene: str | None) -> bool:
+    """False for the ways of saying "no scene": None, empty, or `none` (any case)."""
+    return bool(scene and scene.strip() and scene.strip().lower() != SCENE_OFF)
+
+
 def scene_text(scene: str | None, emotion: str | None, speed: float | None) -> str | None:
-    pieces = [p.strip() for p in (scene, style_sentence(emotion, speed)) if p and p.strip()]
+    """The scene description: the scene (upstream's quiet room by default) and the style sentence, if any."""
+    pieces = [p.strip() for p in (scene if scene_enabled(scene) else None, style_sentence(emotion, speed)) if p and p.strip()]
     return "\n".join(pieces) or None
 
 

@@ -23,15 +23,22 @@ BARE_VOICE = Voice(name="auto-1", source="auto")
 
 
 # --- prompts (pure, no torch) -------------------------------------------------------------------
-def test_single_speaker_without_reference_is_smart_voice():
+def test_single_speaker_without_reference_is_smart_voice_in_upstreams_quiet_room():
     state = JobState({"NARRATOR": BARE_VOICE}, HiggsSettings())
     prompt = state.prompt("NARRATOR", "Hello there.", [])
-    assert prompt.render() == (
-        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nGenerate audio following instruction.<|eot_id|>"
+    assert prompt.render() == (  # upstream's examples/generation.py with its default scene (quiet_indoor)
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nGenerate audio following instruction."
+        "\n\n<|scene_desc_start|>\nAudio is recorded from a quiet room.\n<|scene_desc_end|><|eot_id|>"
         "<|start_header_id|>user<|end_header_id|>\n\nHello there.<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n\n<|audio_out_bos|>"
     )
     assert prompt.audio_items() == []
+
+
+@pytest.mark.parametrize("off", [None, "", "none", "None"])
+def test_the_scene_can_be_turned_off(off):
+    text = JobState({"A": BARE_VOICE}, HiggsSettings(scene=off)).prompt("A", "Hi.", []).render()
+    assert "scene_desc" not in text and "quiet room" not in text
 
 
 def test_scene_emotion_and_speed_go_into_the_scene_description():
@@ -46,7 +53,8 @@ def test_multi_speaker_without_references_uses_tags_and_alternating_descriptions
     prompt = state.prompt("BOB", "Hi Alice.", [])
     text = prompt.render()
     assert text.startswith(P.BOS + "<|start_header_id|>system<|end_header_id|>\n\n" + P.SYSTEM_MULTI)
-    assert "<|scene_desc_start|>\nSPEAKER0: feminine\nSPEAKER1: masculine\n<|scene_desc_end|>" in text
+    assert ("<|scene_desc_start|>\nAudio is recorded from a quiet room.\n\nSPEAKER0: feminine\nSPEAKER1: masculine\n"
+            "<|scene_desc_end|>") in text  # upstream joins scene and speaker lines with a blank line
     assert "<|start_header_id|>user<|end_header_id|>\n\n[SPEAKER1] Hi Alice.<|eot_id|>" in text
 
 
@@ -54,12 +62,16 @@ def test_references_are_turn_pairs_by_default_and_scene_items_with_ref_in_system
     cast = {"A": CLIP_VOICE, "B": dataclasses.replace(CLIP_VOICE, clip=Path("/voices/b.wav"), transcript=None)}
     pairs = JobState(cast, HiggsSettings()).prompt("A", "Go.", [])
     conv = pairs.conversation()
-    assert conv[1] == {"role": "scene", "content": [{"type": "text", "text": "SPEAKER1:"}, {"type": "audio", "path": "/voices/b.wav"}]}
+    assert conv[1] == {"role": "scene", "content": [{"type": "text", "text": "Audio is recorded from a quiet room."},
+                                                    {"type": "text", "text": "SPEAKER1:"}, {"type": "audio", "path": "/voices/b.wav"}]}
     assert conv[2] == {"role": "user", "content": [{"type": "text", "text": "[SPEAKER0] Hello from Ava."}]}
     assert conv[3] == {"role": "assistant", "content": [{"type": "audio", "path": "/voices/ava.wav"}]}
     assert [a.clip for a in pairs.audio_items()] == ["/voices/b.wav", "/voices/ava.wav"]  # text order
     in_system = JobState(cast, HiggsSettings(ref_in_system=True)).prompt("A", "Go.", []).render()
-    assert f"SPEAKER0: {P.AUDIO_SPAN}\nSPEAKER1: {P.AUDIO_SPAN}\n<|scene_desc_end|>" in in_system
+    # as transformers' chat template renders scene audio: generated-audio tokens (README, "reference clips in the scene")
+    assert (f"<|scene_desc_start|>\nAudio is recorded from a quiet room.\n\nSPEAKER0: {P.AUDIO_SPAN}\nSPEAKER1: {P.AUDIO_SPAN}"
+            "\n<|scene_desc_end|>") in in_system
+    assert P.AUDIO_SPAN == "<|audio_out_bos|><|AUDIO_OUT|><|audio_eos|>"
     assert in_system.count("<|start_header_id|>user") == 1
 
 
@@ -169,7 +181,7 @@ def test_delay_pattern_matches_the_processor_and_round_trips(engine):
     from higgs_cli.engines.higgs import extract_codes, with_stream_markers
 
     codes = torch.randint(0, 64, (2, 7))
-    ours = with_stream_markers(codes, 64, 65)
+    ours = with_stream_markers(codes, 64, 65)  # stream BOS/EOS right after the codes
     marked = torch.cat([torch.full((2, 1), 64), codes, torch.full((2, 1), 65)], dim=1)
     theirs = engine._m.processor.build_delay_pattern(marked[None])[0].T
     assert torch.equal(ours, theirs)
@@ -193,34 +205,30 @@ def test_same_seed_same_codes_and_different_seed_different(engine, settings):
     assert not np.array_equal(a, c)
 
 
-def test_budget_guard_drops_context_then_clamps_frames_then_refuses(engine, settings):
+def test_budget_fits_context_against_the_expected_frames_then_refuses(engine, settings):
     from higgs_cli.engines import ChunkRequest
+    from higgs_cli.engines.higgs_budget import expected_frames
     from higgs_cli.errors import RenderError
 
     plan = _plan("[A] One.\n[B] Two.", settings)
     engine.begin(plan)
     engine.synthesize(ChunkRequest(0, "A", "One.", plan.cast["A"], 1))
-    engine.settings = dataclasses.replace(settings, max_new_tokens=60)
+    engine.settings = dataclasses.replace(settings, max_new_tokens=2048)  # the default: most of it is never needed
     request = ChunkRequest(1, "B", "Two.", plan.cast["B"], 2)
     chain = engine._chain_for(request)
     context = chain.state.context()
     assert [c.index for c in context] == [0]
     bare = engine._positions(chain.state.prompt("B", "Two.", []), chain)
     full = engine._positions(chain.state.prompt("B", "Two.", context), chain)
-    config = engine._m.model.config
-    original = config.max_position_embeddings
-    try:
-        config.max_position_embeddings = full + 60
-        assert engine._fit(request, chain)[1:] == (context, 60)
-        config.max_position_embeddings = full + 59
-        assert engine._fit(request, chain)[1:] == ([], 60)  # context goes before any audio frame does
-        config.max_position_embeddings = bare + 40
-        assert engine._fit(request, chain)[1:] == ([], 40)
-        config.max_position_embeddings = bare + 5
-        with pytest.raises(RenderError, match="positions"):
-            engine._fit(request, chain)
-    finally:
-        config.max_position_embeddings = original
+    want = expected_frames("Two.", 2048)
+    assert want == 70  # one word: 10 frames doubled, plus 50
+    for limit, kept, frames in [(full + 2048, context, 2048), (full + want, context, want), (full + want - 1, [], full + want - 1 - bare),
+                                (bare + 40, [], 40)]:
+        engine.settings = dataclasses.replace(engine.settings, context_limit=limit)
+        assert engine._fit(request, chain)[1:] == (kept, frames), limit  # context goes only when the expected frames need it
+    engine.settings = dataclasses.replace(engine.settings, context_limit=bare + 5)
+    with pytest.raises(RenderError, match="--context-limit"):
+        engine._fit(request, chain)
 
 
 def test_chunk_decode_with_left_context_has_no_seam(engine):

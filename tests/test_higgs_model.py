@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 
 from higgs_cli.options import HiggsSettings  # noqa: E402
 
-from .higgs_tiny import build_models, hub_dirs, save_original_codec, save_original_lm  # noqa: E402
+from .higgs_tiny import CODES, build_models, hub_dirs, save_original_codec, save_original_lm  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +73,7 @@ def test_original_codec_converts_and_decodes_the_same(original, tmp_path):
     root, _, codec = original
     assert weights.convert(root / "codec", tmp_path / "codec") == "codec"
     converted = HiggsAudioV2TokenizerModel.from_pretrained(tmp_path / "codec").eval()
-    codes = torch.randint(0, 64, (1, 2, 12))
+    codes = torch.randint(0, CODES, (1, 2, 12))
     with torch.no_grad():
         torch.testing.assert_close(converted.decode(codes).audio_values, codec.decode(codes).audio_values)
         wav = torch.randn(1, 1, 24000)
@@ -113,7 +113,7 @@ def test_processor_is_assembled_from_local_parts(loaded):
     proc = loaded.processor
     assert proc.audio_tokenizer is loaded.codec
     assert proc.feature_extractor.hop_length == 960
-    assert proc.audio_stream_bos_id == 64 and proc.audio_stream_eos_id == 65
+    assert proc.audio_stream_bos_id == CODES and proc.audio_stream_eos_id == CODES + 1
     assert proc.tokenizer.convert_tokens_to_ids("<|AUDIO_OUT|>") == loaded.model.config.audio_token_id
 
 

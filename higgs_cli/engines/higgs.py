@@ -14,7 +14,6 @@ torch never leaves this module.
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.util
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -23,33 +22,25 @@ from typing import Any
 
 import numpy as np
 
-from ..chunking import chains as chunk_chains
 from ..errors import RenderError, UsageError
-from ..options import ANCHOR_TEXT, DEFAULT_CODEC, DEFAULT_MODEL, EMOTIONS, HiggsSettings
-from ..prompt import (
-    AUDIO_TOKEN,
-    AudioRef,
-    ContextChunk,
-    Prompt,
-    Reference,
-    Speaker,
-    audio_positions,
-    build_prompt,
-    describe_voice,
-    fit_context,
-    scene_text,
-)
+from ..options import DEFAULT_CODEC, DEFAULT_CONTEXT_LIMIT, DEFAULT_MODEL, EMOTIONS, HiggsSettings
+from ..prompt import AUDIO_TOKEN, AudioRef, ContextChunk, Prompt, audio_positions, scene_text
 from ..voices import Voice
 from . import ChunkAudio, ChunkRequest, Engine
+from .higgs_budget import MIN_NEW_FRAMES, TrimReport, expected_frames, fit_chunk
+from .higgs_codes import LEFT_CONTEXT_FRAMES, decode_joined, extract_codes, with_stream_markers
+from .higgs_state import JobState, anchor_seed, anchors, chain_state, job_chains
+
+__all__ = ["HiggsEngine", "JobState", "LEFT_CONTEXT_FRAMES", "anchor_seed", "anchors", "chain_state", "decode_joined",
+           "extract_codes", "sampling_config", "validate_settings", "with_stream_markers"]
 
 log = logging.getLogger(__name__)
 
-LEFT_CONTEXT_FRAMES = 30  # ~1.2 s of codes borrowed from the previous chunk when decoding
-MIN_NEW_FRAMES = 25  # a chunk must be allowed at least ~1 s of audio or the job is misconfigured
 PREVIEW_CHUNKS = 3
 DECODERS = ("auto", "plain", "fast")
 MAX_BATCH = 256
 FAST_CACHE_STEP = 1024  # the fast decoder's static cache grows in steps of this many positions
+CONTEXT_LIMIT_RANGE = (1024, 131072)  # 131072: the positions upstream's Llama-3.2 rope settings were made for
 
 
 # --- settings (torch-free, so the CLI can validate before anything loads) -----------------------
@@ -70,6 +61,8 @@ def validate_settings(settings: HiggsSettings) -> None:
         (1 <= s.batch <= MAX_BATCH, f"--batch {s.batch} is out of range; use 1 to {MAX_BATCH}"),
         (s.batch == 1 or s.decoder != "plain", "--batch above 1 needs the static-cache decoder; drop --decoder plain"),
         (s.chain_words >= 0, f"--chain-words {s.chain_words} is negative; use 0 for chapters only"),
+        (CONTEXT_LIMIT_RANGE[0] <= s.context_limit <= CONTEXT_LIMIT_RANGE[1],
+         f"--context-limit {s.context_limit} is out of range; use {CONTEXT_LIMIT_RANGE[0]} to {CONTEXT_LIMIT_RANGE[1]} positions (default 8192)"),
     ]
     for ok, message in checks:
         if not ok:
@@ -90,122 +83,6 @@ def sampling_config(base: Any, settings: HiggsSettings, max_new_tokens: int) -> 
     gc.ras_win_len = settings.ras_window or 1
     gc.ras_win_max_num_repeat = settings.ras_max_repeat if settings.ras_window else 2
     return gc
-
-
-# --- per-job voice and context state (torch-free: preview uses it too) ---------------------------
-class JobState:
-    """Who speaks how in one job: tags, references, voice locks and the rolling context window."""
-
-    def __init__(self, cast: Mapping[str, Voice], settings: HiggsSettings):
-        self.settings = settings
-        self.voices = dict(cast)
-        self.tags = {spk: f"SPEAKER{i}" for i, spk in enumerate(self.voices)}
-        self.scene = scene_text(settings.scene, settings.emotion, settings.speed)
-        self.history: list[ContextChunk] = []
-        self.locks: dict[str, ContextChunk] = {}
-
-    def speakers(self) -> dict[str, Speaker]:
-        return {spk: Speaker(self.tags[spk], describe_voice(v.description, v.gender), self.reference(spk))
-                for spk, v in self.voices.items()}
-
-    def reference(self, speaker: str) -> Reference | None:
-        voice = self.voices[speaker]
-        if voice.clip is not None:
-            return Reference(AudioRef(clip=str(voice.clip)), voice.transcript)
-        lock = self.locks.get(speaker)
-        return Reference(AudioRef(chunk=lock.index), lock.text) if lock else None
-
-    def context(self) -> list[ContextChunk]:
-        """The newest `context_chunks` generated chunks, minus those already in the prompt as voice locks."""
-        if self.settings.context_chunks <= 0:
-            return []
-        pinned = {c.index for c in self.locks.values()}
-        return [c for c in self.history[-self.settings.context_chunks:] if c.index not in pinned]
-
-    def prompt(self, speaker: str, text: str, context: list[ContextChunk]) -> Prompt:
-        return build_prompt(self.speakers(), speaker, text, context, scene=self.scene,
-                            ref_in_system=self.settings.ref_in_system)
-
-    def record(self, index: int, speaker: str, text: str) -> None:
-        """Remember a generated chunk. An anchor (index < 0) becomes its speaker's voice lock; so does a
-        clip-less speaker's first chunk when it has no anchor (the engine used chunk by chunk, without a plan)."""
-        chunk = ContextChunk(index, speaker, text)
-        if index >= 0:
-            self.history.append(chunk)
-        if self.voices[speaker].clip is None and (index < 0 or speaker not in self.locks):
-            self.locks[speaker] = chunk
-
-
-def anchor_seed(base: int, speaker: str, voice: Voice) -> int:
-    digest = hashlib.sha256(f"higgs-anchor:{base}:{speaker}:{voice.name}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
-def anchors(plan: Any) -> list[ChunkRequest]:
-    """One anchor per clip-less speaker, indexed -1, -2, ... in cast order: ANCHOR_TEXT (or the voice profile's
-    `engines: {higgs: {anchor: ...}}`, e.g. a sentence in the voice's language) in that voice alone."""
-    out = []
-    for speaker, voice in plan.cast.items():
-        if voice.clip is None:
-            text = str(voice.settings("higgs").get("anchor") or ANCHOR_TEXT).strip()
-            out.append(ChunkRequest(-(len(out) + 1), speaker, text, voice, anchor_seed(plan.options.seed, speaker, voice)))
-    return out
-
-
-def job_chains(plan: Any) -> list[list[int]]:
-    return chunk_chains(plan.chunks, plan.script, plan.options.higgs.chain_words)
-
-
-def chain_state(plan: Any, index: int) -> JobState:
-    """The prompt state chunk `index` is generated in: its chain's earlier chunks, and every anchor."""
-    state = JobState(plan.cast, plan.options.higgs)
-    for anchor in anchors(plan):
-        state.record(anchor.index, anchor.speaker, anchor.text)
-    chain = next(c for c in job_chains(plan) if index in c)
-    for i in chain[:chain.index(index)]:
-        state.record(plan.chunks[i].index, plan.chunks[i].speaker, plan.chunks[i].text)
-    return state
-
-
-# --- codes <-> audio helpers (torch inside) --------------------------------------------------------
-def with_stream_markers(codes: Any, bos: int, eos: int) -> Any:
-    """(K, T) codes -> (T + K + 1, K) model input: stream BOS/EOS added, codebook k delayed by k frames."""
-    import torch
-
-    k, t = codes.shape
-    out = torch.full((k, t + k + 1), eos, dtype=torch.long)
-    for i in range(k):
-        out[i, :i + 1] = bos
-        out[i, i + 1:i + 1 + t] = codes[i]
-    return out.T
-
-
-def extract_codes(generated: Any, bos: int, eos: int) -> Any:
-    """Generated (steps, K) delayed frames -> (K, T) codes between the stream BOS row and the first EOS row."""
-    import torch
-
-    k = generated.shape[1]
-    bos_rows = (generated == bos).all(-1).nonzero()
-    start = int(bos_rows[-1, 0]) + 1 if len(bos_rows) else 0
-    body = generated[start:]
-    eos_rows = (body == eos).all(-1).nonzero()
-    body = body[: int(eos_rows[0, 0])] if len(eos_rows) else body
-    n = body.shape[0] - k + 1
-    if n <= 0:
-        return torch.zeros((k, 0), dtype=torch.long)
-    codes = torch.stack([body[i:i + n, i] for i in range(k)])
-    return codes.clamp(0, bos - 1)
-
-
-def decode_joined(decode: Callable[[Any], Any], codes: Any, left: Any | None, hop: int) -> np.ndarray:
-    """Decode (K, T) codes after `left` (K, L) context codes and cut the overlap: float32 mono."""
-    import torch
-
-    lead = 0 if left is None else left.shape[1]
-    full = codes if left is None else torch.cat([left, codes], dim=1)
-    wav = decode(full)
-    start = lead * hop
-    return np.ascontiguousarray(wav[start:start + codes.shape[1] * hop], dtype=np.float32)
 
 
 # --- the engine ----------------------------------------------------------------------------------
@@ -238,11 +115,13 @@ class _Chain:
 class _Job:
     """One plan's part of the engine state: its cast, which chain each chunk is in, its anchors' codes."""
 
-    def __init__(self, cast: Mapping[str, Voice], chains: list[list[int]], settings: HiggsSettings | None = None):
+    def __init__(self, cast: Mapping[str, Voice], chains: list[list[int]], settings: HiggsSettings | None = None,
+                 limit: int = DEFAULT_CONTEXT_LIMIT):
         self.cast = dict(cast)
         self.settings = settings  # the job's own prompt settings (scene, speed...); None: the engine's
         self.chain_of = {i: n for n, chain in enumerate(chains) for i in chain}
         self.anchors: dict[str, tuple[ChunkRequest, Any]] = {}
+        self.report = TrimReport(limit)
 
 
 class HiggsEngine(Engine):
@@ -295,6 +174,10 @@ class HiggsEngine(Engine):
         if self._m.codec.config.num_quantizers != self._m.num_codebooks:
             raise RenderError(f"codec has {self._m.codec.config.num_quantizers} codebooks but the model expects "
                               f"{self._m.num_codebooks}; pass the matching --codec")
+        # generate() warns once a sequence passes max_position_embeddings; the converted config's 2048 is not a limit
+        # of the model (higgs_budget), so the job's own limit takes its place (a monotone change to the shared config)
+        config = self._m.model.config
+        config.max_position_embeddings = max(config.max_position_embeddings, self.settings.context_limit)
         self.sample_rate = self._m.sample_rate
         # On a GPU the static-cache decoder prefills the system prompt and references once per job. Off it, every
         # prompt is prefilled whole, so the fast path stays frame-exact with transformers' generate (tests rely on it).
@@ -304,7 +187,8 @@ class HiggsEngine(Engine):
         self._fast: Any | None = None  # the static-cache decoder, built on first use and kept for the job's chunks
 
     def _begin(self, cast: Mapping[str, Voice], chains: list[list[int]]) -> None:
-        self._jobs = [_Job(cast, chains)]
+        self._say_trimmed()
+        self._jobs = [_Job(cast, chains, limit=self.settings.context_limit)]
         self._chains: dict[tuple[int, int], _Chain] = {}
         self._ended: set[int] = set()
 
@@ -352,7 +236,9 @@ class HiggsEngine(Engine):
             prompt = state.prompt(chunk.speaker, chunk.text, state.context())
             prompts.append({"chunk": chunk.index, "conversation": prompt.conversation()})
         return {"model": settings.model, "codec": settings.codec, "revision": settings.revision,
-                "context_chunks": settings.context_chunks, "chains": len(job_chains(plan)), "prompts": prompts}
+                "context_chunks": settings.context_chunks, "chains": len(job_chains(plan)),
+                "scene": scene_text(settings.scene, settings.emotion, settings.speed), "context_limit": settings.context_limit,
+                "prompts": prompts}
 
     # a job ----------------------------------------------------------------------------------------
     def begin(self, plan: Any) -> None:
@@ -360,12 +246,13 @@ class HiggsEngine(Engine):
 
     def add_job(self, plan: Any) -> int:
         """Another plan rendered alongside the first (a book's chapter files); its requests carry the returned job."""
-        self._jobs.append(_Job(plan.cast, job_chains(plan), plan.options.higgs))
+        self._jobs.append(_Job(plan.cast, job_chains(plan), plan.options.higgs, self.settings.context_limit))
         return len(self._jobs) - 1
 
     def end_job(self, job: int) -> None:
         """A job added with add_job is over (a server request done or cancelled): drop its state; its chains stop."""
         self._ended.add(job)
+        self._say_trimmed([self._jobs[job]])
         self._jobs[job] = _Job({}, [])
         for key in [k for k in self._chains if k[0] == job]:
             del self._chains[key]
@@ -418,6 +305,13 @@ class HiggsEngine(Engine):
     def close(self) -> None:
         self._chains.clear()
         self._begin({}, [])
+
+    def _say_trimmed(self, jobs: list[_Job] | None = None) -> None:
+        """The budget's one message per job (what was trimmed, with the numbers), when anything was."""
+        for job in getattr(self, "_jobs", []) if jobs is None else jobs:
+            message = job.report.message()
+            if message:
+                log.warning(message)
 
     def _checked(self, request: ChunkRequest, codes: Any) -> Any:
         if codes.shape[1] == 0:
@@ -503,7 +397,8 @@ class HiggsEngine(Engine):
         sampling = fastgen.Sampling.from_config(sampling_config(self._m.model.generation_config, self.settings, 1))
         pending: list[tuple[ChunkRequest, _Chain, Any, list[ContextChunk], ContextChunk | None, Any]] = []
         for n, frames in fastgen.stream(self._m.model, len(groups), feed, sampling, width=width,
-                                        graphs=device.type == "cuda", length=FAST_CACHE_STEP, more=more if take else None):
+                                        graphs=device.type == "cuda", length=FAST_CACHE_STEP, more=more if take else None,
+                                        limit=self.settings.context_limit):
             request, chain, context, lock = current.pop(n)
             codes = self._checked(request, extract_codes(frames, cfg.audio_stream_bos_id, cfg.audio_stream_eos_id))
             left = chain.tail
@@ -530,25 +425,20 @@ class HiggsEngine(Engine):
 
     # prompt budget --------------------------------------------------------------------------------
     def _fit(self, request: ChunkRequest, chain: _Chain) -> tuple[Prompt, list[ContextChunk], int]:
-        """Drop the oldest context until prompt + new frames fit the model's positions; clamp new frames."""
-        limit, want, state = self._m.max_positions, self.settings.max_new_tokens, chain.state
+        """Drop the oldest context until prompt + the chunk's expected frames fit the context limit; then allow
+        what is left, up to --max-new-tokens (higgs_budget)."""
+        limit, state = self.settings.context_limit, chain.state
         context = state.context()
         base = self._positions(state.prompt(request.speaker, request.text, []), chain)
         costs = [self._positions(state.prompt(request.speaker, request.text, [c]), chain) - base for c in context]
-        keep = fit_context(base, costs, want, limit)
-        if keep < len(context):
-            log.info("chunk %d: %d of %d context chunks dropped to fit %d positions", request.index,
-                     len(context) - keep, len(context), limit)
-        context = context[len(context) - keep:]
+        fit = fit_chunk(base, costs, expected_frames(request.text, self.settings.max_new_tokens), self.settings.max_new_tokens, limit)
+        context = context[len(context) - fit.keep:]
         prompt = state.prompt(request.speaker, request.text, context)
-        room = limit - self._positions(prompt, chain)
-        if room < MIN_NEW_FRAMES + self._m.num_codebooks:
-            raise RenderError(f"chunk {request.index}: the prompt leaves {max(room, 0)} of {limit} positions for audio; "
-                              f"use shorter reference clips or shorter chunks (--max-words)")
-        if room < want:
-            log.warning("chunk %d: audio limited to %d frames (%.1f s) by the model's %d positions",
-                        request.index, room, room / 25, limit)
-        return prompt, context, min(want, room)
+        if fit.max_new < min(self.settings.max_new_tokens, MIN_NEW_FRAMES + self._m.num_codebooks):
+            raise RenderError(f"chunk {request.index}: the prompt leaves {fit.max_new} of {limit} positions for audio; "
+                              f"raise --context-limit, or use shorter reference clips or shorter chunks (--max-words)")
+        self._jobs[request.job].report.note(request.index, fit, base + sum(costs[len(costs) - fit.keep:]))
+        return prompt, context, fit.max_new
 
     def _positions(self, prompt: Prompt, chain: _Chain) -> int:
         """Sequence positions a prompt takes once every audio item is expanded to its frames."""
@@ -619,7 +509,7 @@ class HiggsEngine(Engine):
         request = fastgen.Request(inputs["input_ids"][0], None if audio is None else audio[0], seed, max_new,
                                   prefix=inputs["prefix"])
         if not fastgen.StaticDecoder.fits(self._fast, 1, request.length()):  # grow-only, so graphs are rarely recaptured
-            length = min(self._m.max_positions, -(-request.length() // FAST_CACHE_STEP) * FAST_CACHE_STEP)
+            length = min(max(self.settings.context_limit, request.length()), -(-request.length() // FAST_CACHE_STEP) * FAST_CACHE_STEP)
             self._fast = fastgen.StaticDecoder(self._m.model, 1, length, graphs=device.type == "cuda")
         frames = fastgen.generate(self._m.model, [request], fastgen.Sampling.from_config(gen_config), decoder=self._fast)[0]
         return extract_codes(frames, cfg.audio_stream_bos_id, cfg.audio_stream_eos_id)
