@@ -31,9 +31,9 @@ def download(
     """Prefetch the model and codec into the Hugging Face cache so renders work offline."""
     from . import model as weights
 
-    _err.print(f"downloading {model} and {codec} (about 12 GB the first time)...")
+    _err.print(f"fetching {model} and {codec}: only the files the loaders read...")
     try:
-        paths = weights.download(model, codec, revision, codec_revision)
+        paths = weights.download(model, codec, revision, codec_revision, say=lambda line: _err.print(line, highlight=False))
     except HiggsError as e:
         raise _fail(e) from e
     for path in paths:

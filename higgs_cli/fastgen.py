@@ -28,7 +28,9 @@ every `sync_every` steps.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -97,6 +99,23 @@ class Request:
         return int(self.input_ids.shape[-1]) + self.max_new
 
 
+# --- transformers' cache argument: `past_key_values` until 5.23, `cache` from 5.24 (the old name goes in 5.40) ----
+def cache_kwarg(module: Any) -> str:
+    """The name `module.forward` takes its KV cache under (decorators keep the real signature via __wrapped__)."""
+    return _cache_kwarg(type(module))
+
+
+@functools.cache
+def _cache_kwarg(cls: type) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+
+
+def returned_cache(output: Any) -> Any:
+    """The cache a forward returned, under either name."""
+    found = output.get("cache") if hasattr(output, "get") else getattr(output, "cache", None)
+    return found if found is not None else output.past_key_values
+
+
 # --- the model side: prefill into, and decode against, a static cache ------------------------------
 class StaticDecoder:
     """Preallocated keys/values for `batch` sequences of `length` positions and the one-frame decode step.
@@ -160,7 +179,7 @@ class StaticDecoder:
             audio = None if audio is None else audio[self._audio_frames(ids[:start]):]
         out = self._forward_prompt(ids[start:], audio, past, start)
         n = len(ids)
-        for layer, k, v in zip(out.past_key_values.layers, self.keys, self.values, strict=True):
+        for layer, k, v in zip(returned_cache(out).layers, self.keys, self.values, strict=True):
             k[slot, :, :n] = layer.keys[0]
             v[slot, :, :n] = layer.values[0]
         return self.model.audio_lm_head(out.last_hidden_state[0, -1]).float()
@@ -172,7 +191,7 @@ class StaticDecoder:
             audio = audio.to(self.device)[None]
             kwargs["audio_input_ids"] = audio
             kwargs["audio_input_ids_mask"] = torch.ones(audio.shape[:2], dtype=torch.bool, device=self.device)
-        return self.model.model(**kwargs, past_key_values=past, use_cache=True)
+        return self.model.model(**kwargs, **{cache_kwarg(self.model.model): past}, use_cache=True)
 
     def _audio_frames(self, ids: torch.Tensor) -> int:
         cfg = self.model.config
@@ -187,7 +206,7 @@ class StaticDecoder:
         key = hashlib.sha256(ids[:n].cpu().numpy().tobytes() + (b"" if head is None else head.cpu().numpy().tobytes())).hexdigest()
         if key not in self._prefixes:
             out = self._forward_prompt(ids[:n], head, None, 0)
-            self._prefixes[key] = [(layer.keys.clone(), layer.values.clone()) for layer in out.past_key_values.layers]
+            self._prefixes[key] = [(layer.keys.clone(), layer.values.clone()) for layer in returned_cache(out).layers]
             while len(self._prefixes) > PREFIXES_KEPT:
                 self._prefixes.pop(next(iter(self._prefixes)))
         cache = DynamicCache(config=self.model.config)
@@ -208,7 +227,8 @@ class StaticDecoder:
         self._positions.copy_(positions)
         if span not in self.graphs:  # captured on first use; its warm-up recomputes this very step, so writes agree
             self._capture(span)
-        self.graphs[span].replay()
+        with torch.cuda.device(self.device):  # replay on this device's current stream, whichever device is current
+            self.graphs[span].replay()
         return self._logits[span]
 
     def _forward(self, frames: torch.Tensor, positions: torch.Tensor, span: int) -> torch.Tensor:
@@ -243,7 +263,12 @@ class StaticDecoder:
 
     def _capture(self, span: int) -> None:
         """Record one decode step over `span` keys in a CUDA graph (each graph keeps its own memory pool: buckets
-        replay in any order, which a shared pool does not allow)."""
+        replay in any order, which a shared pool does not allow). Under the decoder's device context: the graph,
+        its capture stream and its pool belong to the current device, which need not be ours (`--device cuda:1`)."""
+        with torch.cuda.device(self.device):
+            self._capture_here(span)
+
+    def _capture_here(self, span: int) -> None:
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):

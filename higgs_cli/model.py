@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,19 +82,19 @@ def locate(spec: str, revision: str | None = None, *, download: bool = True) -> 
     if is_offline() or not download:
         raise EngineUnavailable(f"{spec} is not in the local Hugging Face cache; run `higgs model download` "
                                 f"(with network access) or pass --model/--codec DIR")
-    log.info("downloading %s (first use; `higgs model download` prefetches)", spec)
-    return download_repo(spec, revision)
+    return download_repo(spec, revision, lambda line: log.warning("%s (first use; `higgs model download` prefetches)", line))
 
 
 def _complete(directory: Path) -> bool:
     return any(directory.glob("*.safetensors")) or (directory / "model.pth").exists()
 
 
-def download_repo(repo_id: str, revision: str | None = None) -> Path:
-    from huggingface_hub import snapshot_download
+def download_repo(repo_id: str, revision: str | None = None, say: Callable[[str], None] | None = None) -> Path:
+    """Only the files the loaders read (downloads.py); a large download says its size first."""
+    from .downloads import fetch
 
     try:
-        return Path(snapshot_download(repo_id, revision=revision))
+        return fetch(repo_id, revision, say)
     except Exception as e:  # network, auth, unknown repo: all reported as one line
         raise EngineUnavailable(f"cannot download {repo_id} ({e.__class__.__name__}: {str(e).splitlines()[0][:120]}); "
                                 f"check the id and network, or pass --model/--codec DIR") from e
@@ -447,9 +448,12 @@ def resolve_device(device: str, dtype: str) -> tuple[Any, Any]:
         dev = torch.device(device)
     except RuntimeError as e:
         raise UsageError(f"unknown device {device!r}; use auto, cuda, cuda:N or cpu") from e
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
     if dtype == "auto":
         if dev.type == "cuda":
-            return dev, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            with torch.cuda.device(dev):  # ask the chosen GPU, not the current one
+                return dev, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return dev, torch.float32
     names = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
              "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}
@@ -551,12 +555,12 @@ def cache_info() -> list[dict[str, Any]]:
 
 
 def download(model: str = DEFAULT_MODEL, codec: str = DEFAULT_CODEC, revision: str | None = None,
-             codec_revision: str | None = None) -> list[Path]:
+             codec_revision: str | None = None, say: Callable[[str], None] | None = None) -> list[Path]:
     """Prefetch the LM and codec into the HF cache (hub ids only; local directories are left alone)."""
     if is_offline():
         raise EngineUnavailable("HF_HUB_OFFLINE is set; unset it to download, or copy the weights and pass --model/--codec DIR")
     paths = []
     for spec, rev in ((model, revision), (codec, codec_revision)):
         path = Path(spec).expanduser()
-        paths.append(path if path.is_dir() else download_repo(spec, rev))
+        paths.append(path if path.is_dir() else download_repo(spec, rev, say))
     return paths

@@ -319,3 +319,48 @@ def test_attention_reads_only_up_to_the_longest_live_sequence(tiny):
     out = fast(tiny, reqs, SAMPLED, decoder=long)
     assert set(spans) == {fastgen.ATTENTION_BUCKET}
     assert_same(out, [plain(tiny, r, SAMPLED) for r in reqs])
+
+
+# --- transformers' cache argument (renamed in 5.24: past_key_values -> cache) ------------------------------
+def test_prefill_uses_the_cache_argument_this_transformers_names(tiny):
+    import warnings
+
+    request = requests(tiny)[1]
+    decoder = fastgen.StaticDecoder(tiny[1], 1, fastgen.cache_length([request]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        decoder.prefill(0, request)
+        decoder.prefill(0, dataclasses.replace(request, prefix=8))  # the shared-prefix path builds a cache too
+    assert not [w for w in caught if "past_key_values" in str(w.message)]
+    assert fastgen.cache_kwarg(tiny[1].model) == "cache"
+
+
+def test_the_old_cache_argument_name_still_works():
+    class Older(torch.nn.Module):  # transformers before 5.24: forward(..., past_key_values=None) returning .past_key_values
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None):
+            return {"past_key_values": past_key_values}
+
+    assert fastgen.cache_kwarg(Older()) == "past_key_values"
+    marker = object()
+
+    class Output(dict):
+        past_key_values = marker
+
+    assert fastgen.returned_cache(Output()) is marker
+
+
+@pytest.mark.gpu
+def test_cuda_graphs_on_a_second_gpu_while_the_first_is_current(tiny):
+    """--device cuda:1: capture and replay run under cuda:1's context although cuda:0 stays the current device."""
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA GPUs")
+    from .higgs_tiny import build_models
+
+    lm = build_models()[1].to("cuda:1")
+    reqs = requests(tiny)
+    sampling = fastgen.Sampling.from_config(sampling_config(lm.generation_config, SAMPLED, 1))
+    torch.cuda.set_device(0)
+    eager = fastgen.generate(lm, reqs, sampling, graphs=False)
+    graphed = fastgen.generate(lm, reqs, sampling, graphs=True)
+    assert torch.cuda.current_device() == 0
+    assert_same(graphed, eager)

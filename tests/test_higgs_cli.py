@@ -103,3 +103,18 @@ def test_unknown_layout_fails_with_one_line(tiny, tmp_path):
     result = run("generate", "--text", "Hi.", "-o", str(tmp_path / "x.wav"), *args)
     assert result.exit_code == 2, result.output
     assert "error:" in result.stderr and "Traceback" not in result.output
+
+
+def test_dry_run_json_shows_the_default_scene_and_scene_none_turns_it_off(tiny):
+    shown = run("generate", "--text", "Hello there.", "--dry-run", "--json", *tiny)
+    assert shown.exit_code == 0, shown.output
+    plan = json.loads(shown.stdout)["engine_plan"]
+    assert plan["scene"] == "Audio is recorded from a quiet room." and plan["context_limit"] == 8192
+    scene = next(turn for turn in plan["prompts"][0]["conversation"] if turn["role"] == "scene")
+    assert scene["content"][0] == {"type": "text", "text": "Audio is recorded from a quiet room."}
+    off = run("generate", "--text", "Hello there.", "--dry-run", "--json", "--scene", "none", "--context-limit", "4096", *tiny)
+    plan = json.loads(off.stdout)["engine_plan"]
+    assert plan["scene"] is None and plan["context_limit"] == 4096
+    assert all(turn["role"] != "scene" for p in plan["prompts"] for turn in p["conversation"])
+    bad = run("generate", "--text", "Hi.", "--dry-run", "--context-limit", "100", *tiny)
+    assert bad.exit_code == 2 and "--context-limit 100 is out of range" in bad.output

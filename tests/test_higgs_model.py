@@ -136,3 +136,48 @@ def test_cli_convert_and_info(original, tmp_path, monkeypatch):
     assert bad.exit_code == 2 and "not a directory" in bad.output
     listed = runner.invoke(model_app, ["info", "--json"])
     assert listed.exit_code == 0 and json.loads(listed.stdout) == []
+
+
+# --- downloads: only what the loaders read --------------------------------------------------------------
+def test_downloads_take_the_indexed_shards_and_loader_files_only():
+    from higgs_cli.downloads import loader_files
+
+    # the LM repo as republished in the transformers layout, with leftovers a snapshot download would fetch too
+    shards = [f"model-0000{i}-of-00003.safetensors" for i in (1, 2, 3)]
+    listing = {name: 4_000_000_000 for name in shards}
+    listing |= {f"model-0000{i}-of-00004.safetensors": 3_000_000_000 for i in (1, 2, 3, 4)}  # a set the index does not name
+    listing |= {"config.json": 2_000, "generation_config.json": 300, "model.safetensors.index.json": 30_000,
+                "tokenizer.json": 9_000_000, "tokenizer_config.json": 50_000, "special_tokens_map.json": 500,
+                "chat_template.jinja": 3_000, "README.md": 9_000, "figures/arch.png": 2_000_000, ".gitattributes": 1_500}
+    index = {"weight_map": {"a": shards[0], "b": shards[1], "c": shards[2], "d": shards[0]}}
+    got = loader_files(listing, {"model_type": "higgs_audio_v2"}, index)
+    assert sorted(got) == sorted(["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                                  "special_tokens_map.json", "chat_template.jinja", "model.safetensors.index.json", *shards])
+
+
+def test_downloads_skip_the_legacy_codec_weights_unless_they_are_the_only_ones():
+    from higgs_cli.downloads import loader_files
+
+    republished = {"config.json": 1_000, "model.safetensors": 800_000_000, "preprocessor_config.json": 300,
+                   "model.pth": 1_000_000_000, "README.md": 2_000}
+    assert loader_files(republished, {"model_type": "higgs_audio_v2_tokenizer"}) == [
+        "config.json", "preprocessor_config.json", "model.safetensors"]
+    original = {"config.json": 300, "model.pth": 1_000_000_000, "README.md": 2_000}
+    assert loader_files(original, {"n_q": 8, "ratios": [8, 5, 4, 2, 3]}) == ["config.json", "model.pth"]
+
+
+def test_an_older_original_snapshot_in_the_hub_cache_still_converts(original, monkeypatch, tmp_path):
+    """A user's cache from before the repos were republished in place holds Boson's layout under the hub id."""
+    import shutil
+
+    hub = tmp_path / "hub"
+    repo = hub / "models--bosonai--higgs-audio-v2-tokenizer"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(original[0] / "codec", repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HIGGS_CACHE_DIR", str(tmp_path / "higgs"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hub))
+    converted = weights.ready_dir("bosonai/higgs-audio-v2-tokenizer", None, "codec")
+    assert converted.parent == tmp_path / "higgs" / "converted" and weights.layout(converted) == "codec"

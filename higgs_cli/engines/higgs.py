@@ -420,7 +420,8 @@ class HiggsEngine(Engine):
             return self._decode(codes, left)
         if getattr(self, "_codec_stream", None) is None:
             self._codec_stream = torch.cuda.Stream(self._m.device)
-        with torch.cuda.stream(self._codec_stream):
+        # a worker thread starts on device 0: make ours current before choosing its stream (--device cuda:1)
+        with torch.cuda.device(self._m.device), torch.cuda.stream(self._codec_stream):
             return self._decode(codes, left)
 
     # prompt budget --------------------------------------------------------------------------------
