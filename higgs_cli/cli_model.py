@@ -1,4 +1,4 @@
-"""`higgs model ...`: prefetch, list and convert Higgs Audio v2 weights (a Typer sub-app; data on stdout, messages on stderr)."""
+"""`higgs model ...`: prefetch, list, convert and check Higgs Audio v2 weights (a Typer sub-app; data on stdout, messages on stderr)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from .errors import HiggsError
-from .options import DEFAULT_CODEC, DEFAULT_MODEL
+from .options import DEFAULT_CODEC, DEFAULT_CONTEXT_LIMIT, DEFAULT_MODEL
 
 model_app = typer.Typer(help="Download, inspect and convert Higgs Audio v2 weights.", no_args_is_help=True)
 _err = Console(stderr=True)
@@ -74,3 +74,44 @@ def convert(
         raise _fail(e) from e
     _err.print(f"converted {kind}; use it with --{'model' if kind == 'lm' else 'codec'} {dst}")
     typer.echo(str(dst))
+
+
+@model_app.command()
+def check(
+    model: Annotated[str, typer.Option(help="LM hub id or local dir")] = DEFAULT_MODEL,
+    codec: Annotated[str, typer.Option(help="Audio codec hub id or local dir")] = DEFAULT_CODEC,
+    device: Annotated[str, typer.Option(help="auto, cuda, cuda:N or cpu")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, bfloat16, float16 or float32")] = "auto",
+    revision: Annotated[str | None, typer.Option(help="LM revision (commit, tag or branch)")] = None,
+    codec_revision: Annotated[str | None, typer.Option(help="codec revision")] = None,
+    context_limit: Annotated[int, typer.Option("--context-limit", help="positions per prompt (sizes the KV cache)")] = DEFAULT_CONTEXT_LIMIT,
+    seconds: Annotated[float, typer.Option("--seconds", min=0.3, max=30.0, help="length of the test render")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Check a checkpoint pair (layout, config, special tokens, codebooks, dtype, memory), then render and decode ~2 s."""
+    from dataclasses import replace
+
+    from .engines.higgs import validate_settings
+    from .model_check import check as run_check
+    from .options import HiggsSettings
+
+    settings = replace(HiggsSettings(), model=model, codec=codec, device=device, dtype=dtype, revision=revision,
+                       codec_revision=codec_revision, context_limit=context_limit)
+    try:
+        validate_settings(settings)
+        report = run_check(settings, say=None if as_json else lambda line: _err.print(line, highlight=False), seconds=seconds)
+    except HiggsError as e:
+        raise _fail(e) from e
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        out = Console(highlight=False, soft_wrap=True)
+        for line in report.ok:
+            out.print(f"ok: {line}")
+        for line in report.problems:
+            out.print(f"[red]problem:[/red] {line}")
+        if report.timings:
+            out.print("timings: " + ", ".join(f"{k} {v} s" for k, v in report.timings.items()))
+        _err.print("all checks passed" if report.passed else f"{len(report.problems)} problem(s); fix them before rendering")
+    if not report.passed:
+        raise typer.Exit(1)

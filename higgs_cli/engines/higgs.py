@@ -186,6 +186,17 @@ class HiggsEngine(Engine):
         self._begin({}, [])
         self._fast: Any | None = None  # the static-cache decoder, built on first use and kept for the job's chunks
 
+    @property
+    def loaded(self) -> Any:
+        """The loaded model, processor and codec (model.Loaded), for `higgs model check`."""
+        return self._m
+
+    def decode_codes(self, codes: np.ndarray) -> np.ndarray:
+        """(K, T) codes -> float32 mono audio, decoded on their own (no left context)."""
+        import torch
+
+        return self._decode(torch.from_numpy(np.asarray(codes, dtype=np.int64)), None)
+
     def _begin(self, cast: Mapping[str, Voice], chains: list[list[int]]) -> None:
         self._say_trimmed()
         self._jobs = [_Job(cast, chains, limit=self.settings.context_limit)]
