@@ -5,8 +5,9 @@ Two checkpoint layouts are understood:
                 codec `config.json` with model_type `higgs_audio_v2_tokenizer` (+ safetensors).
   original      Boson's release: LM model_type `higgs_audio` (text_config + audio_* keys, safetensors
                 with `audio_decoder_proj.*` heads); codec `config.json` + `model.pth` with weight-norm.
-Original directories are converted once (`higgs model convert SRC DST`, or automatically into
-`converted_cache_dir()` when a local original directory is given). Nothing here trusts remote code.
+Original directories are converted once (conversion.py: `higgs model convert SRC DST`, or automatically
+into `converted_cache_dir()`); hub downloads fetch only what loading reads (downloads.py). Nothing here
+trusts remote code.
 torch/transformers are imported inside functions so that importing this module stays cheap.
 """
 
@@ -172,10 +173,6 @@ class Loaded:
     @property
     def num_codebooks(self) -> int:
         return int(self.model.config.num_codebooks)
-
-    @property
-    def max_positions(self) -> int:
-        return int(self.model.config.max_position_embeddings)
 
     @property
     def sample_rate(self) -> int:

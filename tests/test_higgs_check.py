@@ -15,6 +15,8 @@ from higgs_cli.cli_model import model_app  # noqa: E402
 
 from .higgs_tiny import build_models, hub_dirs, save_original_codec, save_original_lm  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings("ignore:running Higgs Audio v2 on the CPU")
+
 
 def check(*args: str):
     return CliRunner().invoke(model_app, ["check", "--device", "cpu", "--seconds", "0.4", *args])

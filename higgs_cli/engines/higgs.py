@@ -8,7 +8,8 @@ context never crosses, so chains can be generated side by side as one batch (`ba
 fastgen.stream) with exactly the frames a one-by-one run gives. Every chunk is decoded with the
 previous chunk's last `LEFT_CONTEXT_FRAMES` code frames of its chain as left context, and that
 overlap is cut, so the codec starts each chunk from the state it would have had in one long decode.
-torch never leaves this module.
+Prompt state lives in higgs_state, the context budget in higgs_budget, code framing in higgs_codes;
+torch never leaves the engine's modules.
 """
 
 from __future__ import annotations
