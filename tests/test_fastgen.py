@@ -327,7 +327,7 @@ def test_prefill_uses_the_cache_argument_this_transformers_names(tiny):
 
     request = requests(tiny)[1]
     decoder = fastgen.StaticDecoder(tiny[1], 1, fastgen.cache_length([request]))
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, torch.inference_mode():
         warnings.simplefilter("always")
         decoder.prefill(0, request)
         decoder.prefill(0, dataclasses.replace(request, prefix=8))  # the shared-prefix path builds a cache too
