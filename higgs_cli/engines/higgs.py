@@ -450,7 +450,8 @@ class HiggsEngine(Engine):
         if fit.max_new < min(self.settings.max_new_tokens, MIN_NEW_FRAMES + self._m.num_codebooks):
             raise RenderError(f"chunk {request.index}: the prompt leaves {fit.max_new} of {limit} positions for audio; "
                               f"raise --context-limit, or use shorter reference clips or shorter chunks (--max-words)")
-        self._jobs[request.job].report.note(request.index, fit, base + sum(costs[len(costs) - fit.keep:]))
+        if request.index >= 0:  # anchors have no context to trim
+            self._jobs[request.job].report.note(request.index, fit, base + sum(costs[len(costs) - fit.keep:]))
         return prompt, context, fit.max_new
 
     def _positions(self, prompt: Prompt, chain: _Chain) -> int:
