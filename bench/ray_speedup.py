@@ -5,7 +5,9 @@ with an empty cache: locally chunk after chunk (`--jobs 1`), locally with two wo
 the pool that already exists for CPU engines), and on a local Ray runtime with two workers and with one.
 Ray's start-up (runtime, then actors loading Piper) is timed apart from the rendering pass it serves.
 Overhead per chunk = (one Ray worker's pass - the same chunks rendered directly in this process) / chunks,
-which is what Ray adds per chunk: dispatch, transfer of the audio, the driver's cache write.
+which is what Ray adds per chunk: dispatch, transfer of the audio, the driver's cache write. It is given
+in wall time and in CPU time (the workers' processes, read from /proc, plus the driver's), because on a
+shared machine wall time mostly measures how much of the CPU the other jobs left.
 
 The machine is shared: the load average before and after is recorded with the numbers.
 
@@ -54,9 +56,11 @@ def timed_build(book: Path, cache: Path, jobs: int = 1, ray=None) -> tuple[float
     def on_event(event) -> None:
         if event.kind == "ray-progress":
             p = event.detail["progress"]
-            marks.setdefault("ready", time.monotonic())  # actors are up: the first report comes before any chunk
+            if "ready" not in marks:  # actors are up: the first report comes before any chunk
+                marks["ready"], marks["cpu0"] = time.monotonic(), cpu_seconds([w.pid for w in p.workers])
             if p.done == p.total:
                 marks["last"], marks["workers"] = time.monotonic(), len(p.workers)
+                marks["cpu"] = cpu_seconds([w.pid for w in p.workers]) - marks["cpu0"]
 
     started = time.monotonic()
     build(load_project(book), "piper", ChunkCache(cache), jobs=jobs, force=True, on_event=on_event, ray=ray)
@@ -64,7 +68,17 @@ def timed_build(book: Path, cache: Path, jobs: int = 1, ray=None) -> tuple[float
     return time.monotonic() - started, marks
 
 
-def direct_render(book: Path) -> tuple[float, int]:
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) of these processes and of this one so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = time.process_time()
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def direct_render(book: Path) -> tuple[float, float, int]:
     """Every chunk of the book through one Piper engine in this process (no assembly): the work itself."""
     from higgs_cli import engines
     from higgs_cli.build import book_cast, load_project
@@ -77,13 +91,13 @@ def direct_render(book: Path) -> tuple[float, int]:
     voices = book_cast(scripts, options)
     plans = [make_plan(s, options, "piper", voices) for s in scripts]
     engine = engines.create("piper")
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     n = 0
     for plan in plans:
         for i in range(len(plan.chunks)):
             engine.synthesize(plan.request(i))
             n += 1
-    return time.monotonic() - started, n
+    return time.monotonic() - started, time.process_time() - cpu, n
 
 
 def main() -> None:
@@ -99,7 +113,7 @@ def main() -> None:
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="higgs-ray-bench-"))
     book = write_book(work, args.paragraphs)
-    direct, chunks = direct_render(book)
+    direct, direct_cpu, chunks = direct_render(book)
     local1, _ = timed_build(book, work / "c1")
     local2, _ = timed_build(book, work / "c2", jobs=2)
     t = time.monotonic()
@@ -109,13 +123,13 @@ def main() -> None:
     try:
         for workers in (2, 1):
             total, marks = timed_build(book, work / f"r{workers}", ray=RaySettings(address="local", workers=workers))
-            rows.append((workers, total, marks["ready"] - marks["start"], marks["last"] - marks["ready"], marks["workers"]))
+            rows.append((workers, total, marks["ready"] - marks["start"], marks["last"] - marks["ready"], marks["cpu"]))
     finally:
         ray.shutdown()
     load_after = os.getloadavg()
 
-    (w2, total2, actors2, pass2, _), (w1, total1, actors1, pass1, _) = rows
-    overhead = (pass1 - direct) / chunks
+    (_, total2, actors2, pass2, cpu2), (_, total1, actors1, pass1, cpu1) = rows
+    overhead, overhead_cpu = (pass1 - direct) / chunks, (cpu1 - direct_cpu) / chunks
     table = md_table(
         ["how", "wall s", "of which start-up s", "rendering pass s", "speed-up vs --jobs 1"],
         [["local, --jobs 1", f"{local1:.1f}", "-", "-", "1.00"],
@@ -123,11 +137,16 @@ def main() -> None:
          ["Ray local, 2 workers", f"{total2 + runtime:.1f}", f"{runtime + actors2:.1f} (runtime {runtime:.1f} + actors {actors2:.1f})",
           f"{pass2:.1f}", f"{local1 / (total2 + runtime):.2f} (pass alone: {direct / pass2:.2f} vs direct)"],
          ["Ray local, 1 worker", f"{total1:.1f} (+ runtime)", f"{actors1:.1f} (actors)", f"{pass1:.1f}", "-"]])
+    cpu = md_table(["rendering the chunks", "CPU s", "CPU s a chunk"],
+                   [["directly, one engine in the driver", f"{direct_cpu:.1f}", f"{direct_cpu / chunks:.3f}"],
+                    ["Ray, 1 worker (worker + driver)", f"{cpu1:.1f}", f"{cpu1 / chunks:.3f}"],
+                    ["Ray, 2 workers (workers + driver)", f"{cpu2:.1f}", f"{cpu2 / chunks:.3f}"]])
     body = (f"{chunks} piper chunks (sentence chunking, 3 chapter files, the first {args.paragraphs} paragraphs of "
             f"`bench/long_text.txt`); every build starts from an empty cache and includes assembly.\n"
             f"The same chunks rendered directly by one engine in the driver: {direct:.1f} s ({direct / chunks:.2f} s a chunk).\n\n"
-            f"{table}\n\n"
-            f"Ray overhead per chunk (one worker's pass minus the direct render, over {chunks} chunks): **{overhead * 1000:.0f} ms**.\n"
+            f"{table}\n\n{cpu}\n\n"
+            f"Ray overhead per chunk (one worker's pass minus the direct render, over {chunks} chunks): "
+            f"**{overhead * 1000:.0f} ms wall, {overhead_cpu * 1000:.0f} ms CPU**.\n"
             f"Load average (1/5/15 min) before: {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, after: "
             f"{load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} on 2 cores shared with other jobs, so timings are noisy.\n\n"
             "Command: `.venv/bin/python bench/ray_speedup.py` (Ray 2.60.0, `pip install \"higgs-cli[ray]\"`).")

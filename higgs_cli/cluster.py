@@ -319,7 +319,7 @@ def render_missing(plans: list[Any], cache: ChunkCache, settings: RaySettings,
     if not anchors and not groups:
         return set()
     width = plans[0].options.higgs.batch if cls.batches else 1
-    with connected(settings) as ray, _Pool(ray, settings, plans, keys, cache, width, len(anchors) + len(groups), on_progress) as pool:
+    with connected(settings) as ray, _Pool(ray, settings, plans, keys, cache, width, max(len(anchors), len(groups)), on_progress) as pool:
         pool.total = sum(1 for group in groups for j, i in group if not cache.has(keys[j][i]))
         pool.run(anchors)
         pool.run(_bundles(groups, width, len(pool.actors)))
@@ -364,7 +364,7 @@ class _Pool:
         self.rendered: set[tuple[int, int]] = set()
         self.total, self.done, self.restarts = 0, 0, 0
         self.flight: dict[Any, tuple[int, list[tuple[int, int]]]] = {}  # call (ref or generator) -> (actor, unit)
-        self.probe = self._leave_probe()
+        self.probe, self.actors = self._leave_probe(), []
         self.actors = self._start(calls)
 
     def __enter__(self) -> _Pool:

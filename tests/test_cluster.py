@@ -190,8 +190,9 @@ def test_bad_ray_settings_in_a_project_file(tmp_path, ray, fragment):
 
 
 @pytest.mark.filterwarnings("ignore:running Higgs Audio v2 on the CPU")
-def test_higgs_chains_on_ray_give_the_local_samples(runtime, tmp_path):
-    """The tiny random Higgs checkpoint: anchors first, then chains batched two at a time on two actors, as one local run."""
+def test_higgs_chains_on_ray_give_the_local_frames(runtime, tmp_path):
+    """The tiny random Higgs checkpoint, a book of three chapter files: anchors first (one per voice for the whole
+    book), then the chains two at a time (two plans in one actor call), against a local build chunk after chunk."""
     pytest.importorskip("transformers")
     from higgs_cli.voices import user_voices_dir
 
@@ -201,20 +202,29 @@ def test_higgs_chains_on_ray_give_the_local_samples(runtime, tmp_path):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "calm.yaml").write_text("description: calm, low voice\ngender: masculine\n")
     model, codec = hub_dirs()
-    text = "# One\n[SPEAKER0] The sun rises. It sets.\n\n# Two\n[SPEAKER1] Hello there.\n\n# Three\n[SPEAKER0] Today.\n"
+    chapters = {"one.txt": "[SPEAKER0] The sun rises. It sets.\n", "two.txt": "[SPEAKER1] Hello there.\n\n[SPEAKER0] Today.\n",
+                "three.txt": "[SPEAKER1] It was my birthday.\n"}
     docs, audio = {}, {}
-    for name, extra in (("local", ["--batch", "1"]), ("ray", ["--batch", "2", "--ray", "local"])):
-        out = tmp_path / f"{name}.wav"
-        docs[name] = cli("dialogue", "--text", text, "-e", "higgs", "--model", str(model), "--codec", str(codec), "--device", "cpu",
-                         "--max-new-tokens", "16", "--chunk", "sentence", "-v", "SPEAKER0=calm", "-o", str(out),
-                         "--cache", str(tmp_path / name), *extra)
-        audio[name] = sf.read(str(out), dtype="float32")[0]
-    rows = {n: [{k: r[k] for k in ("index", "frames", "context", "voice_lock", "chain", "cached")} for r in d["chunks"]] for n, d in docs.items()}
-    assert rows["ray"] == rows["local"] and len({r["chain"] for r in rows["ray"]}) == 3
-    assert docs["ray"]["anchors"] == docs["local"]["anchors"]
-    assert codes(tmp_path / "ray") == codes(tmp_path / "local")  # the same frames, anchors and chunks alike
+    for name, batch, extra in (("local", 1, []), ("ray", 2, ["--ray", "local"])):
+        book = tmp_path / name
+        book.mkdir()
+        for file, text in chapters.items():
+            (book / file).write_text(text)
+        higgs = {"model": str(model), "codec": str(codec), "device": "cpu", "max_new_tokens": 16, "batch": batch}
+        (book / "book.yaml").write_text(yaml.safe_dump({"engine": "higgs", "chunk": "sentence", "voices": {"SPEAKER0": "calm"},
+                                                        "chapters": list(chapters), "build_dir": "out", "higgs": higgs,
+                                                        **({"ray": {"workers": 1}} if extra else {})}))
+        cli("build", str(book / "book.yaml"), "--cache", str(book / "cache"), *extra)
+        docs[name] = [json.loads((book / "out" / f"{n}.json").read_text()) for n in ("one", "two", "three")]
+        audio[name] = [sf.read(str(book / "out" / f"{n}.wav"), dtype="float32")[0] for n in ("one", "two", "three")]
+    keep = ("index", "frames", "context", "voice_lock", "chain", "seed")
+    assert [[{k: r[k] for k in keep} for r in d["chunks"]] for d in docs["ray"]] == \
+        [[{k: r[k] for k in keep} for r in d["chunks"]] for d in docs["local"]]
+    assert [d.get("anchors") for d in docs["ray"]] == [d.get("anchors") for d in docs["local"]] and docs["ray"][0]["anchors"]
+    assert [d["batched"] for d in docs["ray"]] == [len(d["chunks"]) for d in docs["ray"]]  # all of it rendered on Ray
+    assert codes(tmp_path / "ray" / "cache") == codes(tmp_path / "local" / "cache")  # the same frames, anchors and chunks alike
     # the codec decodes them with one torch thread per actor here and two in this process: float rounding only
-    assert np.abs(audio["ray"] - audio["local"]).max() < 1e-3
+    assert all(a.size and a.shape == b.shape and np.abs(a - b).max() < 1e-3 for a, b in zip(audio["ray"], audio["local"], strict=True))
 
 
 def codes(cache: Path) -> dict[str, bytes]:
@@ -222,3 +232,25 @@ def codes(cache: Path) -> dict[str, bytes]:
 
     store = ChunkCache(cache)
     return {p.stem: store.get(p.stem).state["codes"].tobytes() for p in store.entries()}
+
+
+def test_work_units_are_the_engines_chains():
+    """Ray's units come from the engines' own context (no Ray needed): higgs chains, one chunk each for piper."""
+    from higgs_cli import engines
+    from higgs_cli.cluster import _bundles, _groups
+    from higgs_cli.engines.higgs import job_chains
+    from higgs_cli.options import HiggsSettings, RenderOptions
+    from higgs_cli.pipeline import make_plan
+    from higgs_cli.transcript import parse_transcript
+
+    text = "".join(f"# Part {n}\n[A] One. Two words here.\n\n[B] Three. Four.\n\n" for n in range(4))
+    for words in (0, 3):
+        options = RenderOptions(engine="higgs", chunk="sentence", voices={"A": "joe", "B": "ava"}, higgs=HiggsSettings(chain_words=words))
+        plan = make_plan(parse_transcript(text), options, "higgs")
+        assert _groups(engines.engine_class("higgs"), plan) == job_chains(plan) and len(job_chains(plan)) >= 4
+    piper = make_plan(parse_transcript(text), RenderOptions(engine="piper", chunk="sentence"), "piper")
+    assert _groups(engines.engine_class("piper"), piper) == [[i] for i in range(len(piper.chunks))]
+    chains = [[(0, i)] for i in range(5)]
+    assert [len(b) for b in _bundles(chains, 4, 1)] == [4, 1]  # one worker: full batches
+    assert [len(b) for b in _bundles(chains, 4, 3)] == [2, 2, 1]  # three workers: spread before filling a batch
+    assert _bundles(chains, 1, 3) == chains
