@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, md_table, update_section  # noqa: E402
+from common import ROOT, machine_line, md_table, update_section  # noqa: E402
 
 TEXT = ROOT / "bench" / "long_text.txt"
 
@@ -141,12 +141,16 @@ def main() -> None:
                    [["directly, one engine in the driver", f"{direct_cpu:.1f}", f"{direct_cpu / chunks:.3f}"],
                     ["Ray, 1 worker (worker + driver)", f"{cpu1:.1f}", f"{cpu1 / chunks:.3f}"],
                     ["Ray, 2 workers (workers + driver)", f"{cpu2:.1f}", f"{cpu2 / chunks:.3f}"]])
-    body = (f"{chunks} piper chunks (sentence chunking, 3 chapter files, the first {args.paragraphs} paragraphs of "
+    machine = machine_line().removeprefix("# Benchmarks: ")
+    body = (f"Measured on {machine}, with other jobs running. {chunks} piper chunks (sentence chunking, 3 chapter files, the first {args.paragraphs} paragraphs of "
             f"`bench/long_text.txt`); every build starts from an empty cache and includes assembly.\n"
             f"The same chunks rendered directly by one engine in the driver: {direct:.1f} s ({direct / chunks:.2f} s a chunk).\n\n"
             f"{table}\n\n{cpu}\n\n"
             f"Ray overhead per chunk (one worker's pass minus the direct render, over {chunks} chunks): "
             f"**{overhead * 1000:.0f} ms wall, {overhead_cpu * 1000:.0f} ms CPU**.\n"
+            f"Estimated from the CPU times, not measured: on an idle 2-core machine two Ray workers would render these chunks "
+            f"about {2 * direct_cpu / cpu2:.2f}x as fast as one engine (2 x {direct_cpu / chunks:.3f} / {cpu2 / chunks:.3f}), "
+            "before the start-up above; the wall-clock rows cannot show it while other jobs hold the cores.\n"
             f"Load average (1/5/15 min) before: {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, after: "
             f"{load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} on 2 cores shared with other jobs, so timings are noisy.\n\n"
             "Command: `.venv/bin/python bench/ray_speedup.py` (Ray 2.60.0, `pip install \"higgs-cli[ray]\"`).")

@@ -40,7 +40,7 @@ def cluster_bar(console: Any, quiet: bool) -> tuple[Callable[[Any], None], Calla
     def update(p: Any) -> None:
         if not task:
             bar.start()
-            task.append(bar.add_task(f"ray, {len(p.workers)} workers", total=p.total, eta="", rates=""))
+            task.append(bar.add_task(f"ray, {len(p.workers)} worker{'' if len(p.workers) == 1 else 's'}", total=p.total, eta="", rates=""))
         eta = "ETA -" if p.eta is None else f"ETA {int(p.eta) // 60}:{int(p.eta) % 60:02d}"
         rates = " ".join(f"{w.name} {w.rate:.2f}/s" for w in p.workers) + (f" ({p.restarts} re-sent)" if p.restarts else "")
         bar.update(task[0], total=p.total, completed=p.done, eta=eta, rates=rates)
