@@ -195,7 +195,7 @@ _TYPES: dict[str, tuple[tuple[type, ...], str]] = {  # what each project field m
     "music_gain": _NUMBER, "duck": _NUMBER, "loudness": ((str, int, float), "a preset name or LUFS number"),
     "lexicon": ((str,), "a lexicon file"), "numbers": ((str,), "a numbers mode"), "emoji": ((str,), "an emoji mode"),
     "language": ((str,), "a language code"), "qa": ((str, dict), "a QA mode or a mapping {mode: ..., retakes: ...}"),
-    "ray": ((dict,), "a mapping of Ray settings"),
+    "ray": ((str, dict), "an address (local, auto, HOST:PORT) or a mapping of Ray settings"),
     "speakers": ((dict,), "a mapping SPEAKER: description, such as MAYA: a young woman"),
 }
 
