@@ -51,6 +51,7 @@ class Chunk:
     words: int
     lead: str = ""  # control tags (and whitespace) before the text, at the start of a unit
     written: str | None = None  # the words as written when `text` was rewritten for the engine (numbers, lexicon)
+    heard: str | None = None  # what a listener should hear, when the lexicon made `text` differ (numbers read out, no lexicon)
 
     @property
     def controls_before(self) -> list[Control]:

@@ -91,14 +91,14 @@ def spoken_chunks(chunks: tuple[Chunk, ...], voices: dict[str, Voice], options: 
     """Each chunk's text as the engine is given it (numbers read out, lexicon applied); the words as written are kept."""
     from .options import NUMBERS_BY_ENGINE
     from .scripts import Note
-    from .textclean import spoken
+    from .textclean import spoken as spoken_text  # not pipeline.spoken (audio)
 
     numbers = NUMBERS_BY_ENGINE.get(engine, "words") if options.speech.numbers == "auto" else options.speech.numbers
     out, notes = [], []
     for chunk in chunks:
-        said, found = spoken(chunk.text, voices[chunk.speaker].language or "en", numbers, options.speech.lexicon, engine)
+        said, found, heard = spoken_text(chunk.text, voices[chunk.speaker].language or "en", numbers, options.speech.lexicon, engine)
         notes += [Note(chunk.line, kind, message) for kind, message in found]
-        out.append(chunk if said == chunk.text else replace(chunk, text=said, written=chunk.text))
+        out.append(chunk if said == chunk.text else replace(chunk, text=said, written=chunk.text, heard=heard if heard != said else None))
     return tuple(out), tuple(notes)
 
 

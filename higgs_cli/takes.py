@@ -194,7 +194,8 @@ class Gate:
         chunk = self.plan.chunks[i]
         if chunk.speaker not in self._expect:
             self._expect[chunk.speaker] = self._voice(renderer, chunk.speaker)
-        return replace(self._expect[chunk.speaker], text=chunk.text)  # what the engine was given (numbers read out)
+        # what the engine was given (numbers read out), before the lexicon: a respelling or [[phonemes]] is not what ASR writes
+        return replace(self._expect[chunk.speaker], text=chunk.heard or chunk.text)
 
     def _voice(self, renderer: Renderer, speaker: str) -> Expected:
         """Language and rate window of a speaker's voice; its reference audio when the engine clones."""

@@ -370,9 +370,10 @@ def unspeakable(text: str, language: str) -> tuple[str, list[str]]:
 
 
 def spoken(text: str, language: str = "en", numbers: str = "words", lexicon: Any = None,
-           engine: str = "") -> tuple[str, list[tuple[str, str]]]:
+           engine: str = "") -> tuple[str, list[tuple[str, str]], str]:
     """What the engine is given for a chunk's text: numbers read out (English voices, non-CJK text), unspeakable
-    scripts dropped, then the lexicon; with (kind, message) notes to report against the chunk's line."""
+    scripts dropped, then the lexicon; with (kind, message) notes to report against the chunk's line, and the
+    text before the lexicon (what a listener should hear written out: respellings and phonemes are not words)."""
     notes: list[tuple[str, str]] = []
     if numbers == "words" and language.lower().startswith("en") and not _CJK.search(text):
         changes: list[tuple[str, str]] = []
@@ -383,9 +384,10 @@ def spoken(text: str, language: str = "en", numbers: str = "words", lexicon: Any
     if dropped:
         notes.append(("warning", f"{' and '.join(dropped)} letters dropped: a voice for {language!r} cannot speak them; "
                                  "give this speaker a voice in that language"))
+    heard = text
     if lexicon is not None:
         changes = []
         text = lexicon.apply(text, engine, changes)
         if changes:
             notes.append(("converted", "lexicon: " + "; ".join(f"{a!r} -> {b!r}" for a, b in dict.fromkeys(changes))))
-    return text, notes
+    return text, notes, heard

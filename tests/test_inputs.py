@@ -161,6 +161,12 @@ def test_lexicon_changes_the_spoken_text_and_the_cache_key(tmp_path):
     piper = json.loads(run("generate", "--text", "Kubernetes and GIF.", "--lexicon", str(lex), "--dry-run", "--json",
                            "--engine", "piper").stdout)
     assert piper["chunks"][0]["spoken"] == "[[kuːbɚˈnɛtiːz]] and [[dʒɪf]]."  # Piper takes IPA
+    from higgs_cli.options import RenderOptions, SpeechOptions
+    from higgs_cli.pipeline import make_plan
+
+    plan = make_plan(load("It is 5 Kubernetes."), RenderOptions(speech=SpeechOptions(lexicon=load_lexicon(lex))), "piper")
+    chunk = plan.chunks[0]  # what the quality gate expects to hear: numbers read out, no respellings or phonemes
+    assert (chunk.text, chunk.heard, chunk.written) == ("It is five [[kuːbɚˈnɛtiːz]].", "It is five Kubernetes.", "It is 5 Kubernetes.")
     espeak = dry_run("--text", "Kubernetes and GIF.", "--lexicon", str(lex))
     assert espeak["chunks"][0]["spoken"] == "koo ber net eez and GIF."  # no phonemes, no respelling: as written
 
