@@ -68,6 +68,8 @@ class Book:
 
 def read_book(path: Path) -> Book:
     """Read an EPUB, Markdown or plain-text book; anything else is a one-line error naming the fix."""
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder; give the book file (.epub, .md or .txt)")
     if not path.is_file():
         raise UsageError(f"{path}: book not found; give an .epub, .md or .txt file")
     suffix = path.suffix.lower()
@@ -480,8 +482,17 @@ def write_project(book: Book, out_dir: Path, voice: str | None = None, engine: s
                   force: bool = False) -> dict[str, Any]:
     """Write chapters/NN-title.txt per part and book.yaml; returns the summary the CLI prints."""
     project = out_dir / "book.yaml"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"-o {out_dir}: is a file; give a folder for the project")
     if project.exists() and not force and not project.read_text(encoding="utf-8", errors="replace").startswith(MARKER):
         raise UsageError(f"{project} exists and was not written by `higgs import`; choose another -o folder or add --force")
+    try:
+        return _write(book, out_dir, project, voice, engine, include_all)
+    except OSError as e:
+        raise UsageError(f"-o {out_dir}: cannot write the project ({e.strerror or e}); choose a writable folder") from e
+
+
+def _write(book: Book, out_dir: Path, project: Path, voice: str | None, engine: str, include_all: bool) -> dict[str, Any]:
     (out_dir / "chapters").mkdir(parents=True, exist_ok=True)
     rows, skipped, words = [], [], 0
     for i, part in enumerate(book.parts, start=1):

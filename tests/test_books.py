@@ -236,3 +236,11 @@ def test_build_says_what_a_chapter_could_not_honour(tmp_path):
     assert "ch1.txt:1 warning: SSML <emphasis>" in " ".join(result.stderr.split()) and "and 1 more" in result.stderr
     notes = json.loads((tmp_path / "build" / "ch1.json").read_text())["input"]["notes"]
     assert {(n["line"], n["kind"]) for n in notes} >= {(1, "warning"), (3, "warning")}
+
+
+def test_import_output_must_be_a_folder_and_the_book_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = run("import", str(INPUTS / "vibevoice_book_chapter.md"), "-o", str(tmp_path / "file"))
+    assert result.exit_code == 2 and "is a file; give a folder" in result.stderr
+    result = run("import", str(tmp_path), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "is a folder; give the book file" in result.stderr
