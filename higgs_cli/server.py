@@ -232,9 +232,9 @@ def create_app(options: ServeOptions, sched: Scheduler | None = None, log_stream
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    """The request's fields: a JSON object, or multipart form fields (files as bytes, `voices` as JSON)."""
+    """The request's fields: a JSON object, or form fields (files as bytes, `voices` as JSON text)."""
     kind = request.headers.get("content-type", "")
-    if kind.startswith("multipart/form-data"):
+    if kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await request.form()
         fields: dict[str, Any] = {}
         for key, value in form.multi_items():

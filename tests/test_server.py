@@ -195,6 +195,20 @@ def test_voice_library_upload_list_use_delete(server, tmp_path):
     assert bundled.status_code == 403
 
 
+def test_form_bodies_work_like_json_and_an_uploaded_clip_needs_a_cloning_engine(server):
+    from higgs_cli.options import BUNDLED_VOICES_DIR
+
+    fields = {"model": "tts-1", "input": "Form fields work too.", "voice": "joe", "response_format": "pcm", "seed": "3"}
+    auth = {"Authorization": f"Bearer {KEY}"}
+    form = httpx.post(f"{server.url}/v1/audio/speech", data=fields, headers=auth, timeout=120)
+    assert form.status_code == 200 and form.content == server.post({**fields, "seed": 3}).content
+    clip = (BUNDLED_VOICES_DIR / "nell.wav").read_bytes()
+    upload = httpx.post(f"{server.url}/v1/audio/speech", data={**fields, "ref_text": "Words in the clip."}, headers=auth,
+                        files={"ref_audio": ("me.wav", clip, "audio/wav")}, timeout=120)
+    assert upload.status_code == 400 and upload.json()["error"]["param"] == "ref_audio"
+    assert "needs the higgs engine" in upload.json()["error"]["message"]
+
+
 def test_concurrent_clients_all_get_their_own_audio(server):
     texts = [f"Client number {n} asked for this sentence." for n in range(4)]
     client = server.client()
@@ -294,3 +308,23 @@ def test_per_request_timeout_gives_504_and_the_server_goes_on(pool):
         r = s.post({"model": "tts-1", "voice": "joe", "input": long_text}, key=None)
         assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
         assert httpx.get(f"{s.url}/health").json() == {"status": "ok", "engine": "piper", "running": 0, "waiting": 0}
+
+
+def test_a_cloning_request_plans_every_speaker_in_the_uploaded_clip(tmp_path):
+    """What a higgs server makes of ref_audio (no model needed to plan): the clip, checked like `voices add`."""
+    from higgs_cli.options import BUNDLED_VOICES_DIR
+    from higgs_cli.server_requests import BadRequest, build_plan, parse
+
+    clip = (BUNDLED_VOICES_DIR / "nell.wav").read_bytes()
+    options = ServeOptions(engine="higgs")
+    body = {"model": "higgs", "input": "[A] One.\n[B] Two.", "ref_audio": base64.b64encode(clip).decode(), "ref_text": "Words."}
+    plan, _ = build_plan(parse(body), options, tmp_path)
+    assert {v.source for v in plan.cast.values()} == {"request"} and set(plan.cast) == {"A", "B"}
+    voice = plan.cast["A"]
+    assert voice.clip == tmp_path / "ref_audio" and voice.clip.read_bytes() == clip and voice.transcript == "Words."
+    short = io.BytesIO()
+    sf.write(short, np.zeros(12000, np.float32), 24000, format="WAV")
+    for ref, text, message in ((base64.b64encode(short.getvalue()).decode(), "x", "3-30 s"), ("%%%", "x", "not valid base64"),
+                               (body["ref_audio"], None, "needs ref_text")):
+        with pytest.raises(BadRequest, match=message):
+            build_plan(parse({**body, "ref_audio": ref, "ref_text": text}), options, tmp_path)
