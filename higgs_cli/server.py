@@ -309,8 +309,7 @@ async def _streamed(sched: Scheduler, job: Job, fmt: str, sse: bool, workdir: Pa
         err = _as_api_error(e)
         yield _event({"type": "error", "error": {"message": err.message, "type": err.kind, "code": err.code}})
     finally:
-        job.cancel() if not job.finished else None
-        sched.release(job)
+        sched.release(job)  # cancels it first if it is not over
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -151,7 +151,8 @@ class Scheduler:
 
     def release(self, job: Job) -> None:
         """A job is over (done, failed or cancelled): free its place and start the next waiting one."""
-        job.cancel() if not job.finished else None
+        if not job.finished:
+            job.cancel()
         with self._lock:
             if job in self.running:
                 self.running.remove(job)
@@ -208,7 +209,7 @@ class WorkerPool(Scheduler):
     def _next(self) -> tuple[Job, int] | None:
         """The next chunk to render, taking the running jobs in turn; None when stopping. Holds the lock."""
         while not self._stopping:
-            live = [j for j in self.running if j.pending and not j.cancelled]
+            live = [j for j in self.running if j.pending and not j.cancelled and j.error is None]
             if live:
                 job = live[self._turn % len(live)]
                 self._turn += 1
@@ -291,13 +292,16 @@ class Batcher(Scheduler):
         return {**super().load(), "batch": {"width": self.width, **self.stats}}
 
     def _has_work(self) -> bool:
-        return any(not j.cancelled and j.id not in self._joined for j in self.running) or bool(self._outbox)
+        return any(self._joinable(j) for j in self.running) or bool(self._outbox)
+
+    def _joinable(self, job: Job) -> bool:
+        return job.id not in self._joined and not job.cancelled and job.error is None
 
     def _take(self) -> list[list[tuple[engines.ChunkRequest, engines.ChunkAudio | None]]]:
         """Called by the engine between decoding steps: new groups (anchor chains, then a job's chains) to run."""
         with self._lock:
             for job in self.running:
-                if job.id not in self._joined and not job.cancelled:
+                if self._joinable(job):
                     self._join(job)
             self._forget_cancelled()
             groups, self._outbox = self._outbox, []
