@@ -191,7 +191,6 @@ class WorkerPool(Scheduler):
     def __init__(self, engine: str, settings: Any, workers: int, max_running: int, max_waiting: int):
         super().__init__(engine, settings, max_running, max_waiting)
         self.workers = workers
-        self._turn = 0
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -207,12 +206,12 @@ class WorkerPool(Scheduler):
         self.ready.set()
 
     def _next(self) -> tuple[Job, int] | None:
-        """The next chunk to render, taking the running jobs in turn; None when stopping. Holds the lock."""
+        """The next chunk to render: from the running job that has been handed the fewest so far (the earliest
+        admitted among equals), so every job's first chunk comes before anyone's second. None when stopping."""
         while not self._stopping:
             live = [j for j in self.running if j.pending and not j.cancelled and j.error is None]
             if live:
-                job = live[self._turn % len(live)]
-                self._turn += 1
+                job = min(live, key=lambda j: (len(j.missing) - len(j.pending), j.started or 0.0))
                 return job, job.pending.popleft()
             self._lock.wait(1.0)
         return None
