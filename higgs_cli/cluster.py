@@ -393,13 +393,13 @@ class _Pool:
         plan = self.plans[0]
         higgs = plan.options.higgs
         gpu = plan.engine == "higgs" and not str(higgs.device).startswith("cpu")
-        resources = self.ray.cluster_resources()
+        resources = self.ray.available_resources()  # what is free now: an actor asked beyond it would wait forever
         if gpu and resources.get("GPU", 0) < 1:
-            raise EngineUnavailable("the Ray cluster has no GPU for the higgs engine; add GPU nodes, or set higgs device: cpu")
+            raise EngineUnavailable("the Ray cluster has no free GPU for the higgs engine; add GPU nodes, or set higgs device: cpu")
         if gpu and str(higgs.device).startswith("cuda"):
             higgs = replace(higgs, device="cuda")  # each actor sees only its own GPU, as cuda:0
         fits = int(resources.get("GPU", 0)) if gpu else max(1, int(resources.get("CPU", 1) // self.settings.cpus))
-        count = max(1, min(self.settings.workers or fits, calls))
+        count = max(1, min(self.settings.workers or fits, fits, calls))
         shape = {"num_cpus": self.settings.cpus, **({"num_gpus": 1} if gpu else {})}
         actor = self.ray.remote(max_restarts=self.settings.retries, max_task_retries=self.settings.retries, **shape)(EngineWorker)
         root = str(self.cache.root) if self.probe else None

@@ -266,7 +266,7 @@ class RaySettings:
     """Where and how chunks render on Ray (`--ray ADDRESS`, or `ray:` in a project file)."""
 
     address: str = "local"  # local: start Ray on this machine; auto: the running cluster; or HOST:PORT
-    workers: int | None = None  # default: one per GPU (higgs on CUDA), else one per `cpus` CPUs of the cluster
+    workers: int | None = None  # default: one per GPU (higgs on CUDA), else one per `cpus` CPUs; never more than are free
     cpus: float = 1.0  # CPUs each worker reserves (CPU engines, and higgs with device cpu)
     cache: str = "auto"  # driver: chunks travel back to this machine; shared: workers write the cache dir every node
     # mounts at the same path; auto: shared for the workers that can see the driver's cache dir, driver for the rest

@@ -101,9 +101,10 @@ def test_a_killed_worker_costs_only_its_chunk(runtime, local_book, tmp_path):
             killed.append(progress.workers[0].pid)
             os.kill(killed[0], signal.SIGKILL)
 
-    build_on_ray(write_book(tmp_path), on_event, cache="driver")
+    build_on_ray(write_book(tmp_path), on_event, cache="driver", workers=8)
     assert killed and audio_files(tmp_path) == local_book
     last = seen[-1]
+    assert len(last.workers) == 2  # 8 asked, 2 CPUs free: the rest would have waited forever for a slot
     assert last.done == last.total == CHUNKS
     assert killed[0] not in [w.pid for w in last.workers]  # the worker answered from a new process
     assert len(list((tmp_path / "cache").glob("??/*.npz"))) == CHUNKS
