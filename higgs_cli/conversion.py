@@ -22,6 +22,8 @@ def convert(src: Path, dst: Path) -> str:
     kind = layout(src)
     if not kind.startswith("original-"):
         raise UsageError(f"{src} is already in the transformers layout; load it directly with --model/--codec")
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        raise UsageError(f"{dst} already exists and is not empty; give a new directory (nothing there is overwritten)")
     tmp = dst.with_name(f".{dst.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -33,8 +35,8 @@ def convert(src: Path, dst: Path) -> str:
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if dst.exists():
-        shutil.rmtree(dst)
+    if dst.is_dir():  # empty, checked above
+        dst.rmdir()
     os.replace(tmp, dst)
     return kind.removeprefix("original-")
 

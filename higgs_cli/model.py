@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,6 +142,8 @@ def auto_convert(src: Path) -> Path:
     dst = converted_cache_dir() / f"{src.resolve().name}-{key}"
     if (dst / "config.json").exists():
         return dst
+    if dst.is_dir():  # our own cache: a conversion that did not finish
+        shutil.rmtree(dst)
     log.info("converting original Higgs Audio checkpoint %s -> %s (once)", src, dst)
     convert(src, dst)
     return dst

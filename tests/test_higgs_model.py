@@ -134,6 +134,11 @@ def test_cli_convert_and_info(original, tmp_path, monkeypatch):
     assert result.stdout.strip().endswith("out")
     bad = runner.invoke(model_app, ["convert", str(tmp_path / "missing"), str(tmp_path / "x")])
     assert bad.exit_code == 2 and "not a directory" in bad.output
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    taken = runner.invoke(model_app, ["convert", str(original[0] / "codec"), str(tmp_path / "mine")])
+    assert taken.exit_code == 2 and "not empty" in taken.output
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     listed = runner.invoke(model_app, ["info", "--json"])
     assert listed.exit_code == 0 and json.loads(listed.stdout) == []
 
