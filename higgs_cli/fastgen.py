@@ -28,9 +28,7 @@ every `sync_every` steps.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import inspect
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +36,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from .compat import cache_kwarg, returned_cache
 
 LENGTH_QUANTUM = 256  # static caches are sized in multiples of this, so captured graphs can be reused
 ATTENTION_BUCKET = 512  # a step reads keys up to the longest live sequence, rounded up to this
@@ -97,23 +97,6 @@ class Request:
 
     def length(self) -> int:
         return int(self.input_ids.shape[-1]) + self.max_new
-
-
-# --- transformers' cache argument: `past_key_values` until 5.23, `cache` from 5.24 (the old name goes in 5.40) ----
-def cache_kwarg(module: Any) -> str:
-    """The name `module.forward` takes its KV cache under (decorators keep the real signature via __wrapped__)."""
-    return _cache_kwarg(type(module))
-
-
-@functools.cache
-def _cache_kwarg(cls: type) -> str:
-    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
-
-
-def returned_cache(output: Any) -> Any:
-    """The cache a forward returned, under either name."""
-    found = output.get("cache") if hasattr(output, "get") else getattr(output, "cache", None)
-    return found if found is not None else output.past_key_values
 
 
 # --- the model side: prefill into, and decode against, a static cache ------------------------------

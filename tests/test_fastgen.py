@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from higgs_cli import fastgen  # noqa: E402
+from higgs_cli import compat, fastgen  # noqa: E402
 from higgs_cli.engines.higgs import sampling_config, validate_settings, with_stream_markers  # noqa: E402
 from higgs_cli.errors import UsageError  # noqa: E402
 from higgs_cli.options import HiggsSettings  # noqa: E402
@@ -332,7 +332,7 @@ def test_prefill_uses_the_cache_argument_this_transformers_names(tiny):
         decoder.prefill(0, request)
         decoder.prefill(0, dataclasses.replace(request, prefix=8))  # the shared-prefix path builds a cache too
     assert not [w for w in caught if "past_key_values" in str(w.message)]
-    assert fastgen.cache_kwarg(tiny[1].model) == "cache"
+    assert compat.cache_kwarg(tiny[1].model) == "cache"
 
 
 def test_the_old_cache_argument_name_still_works():
@@ -340,13 +340,13 @@ def test_the_old_cache_argument_name_still_works():
         def forward(self, input_ids=None, past_key_values=None, use_cache=None):
             return {"past_key_values": past_key_values}
 
-    assert fastgen.cache_kwarg(Older()) == "past_key_values"
+    assert compat.cache_kwarg(Older()) == "past_key_values"
     marker = object()
 
     class Output(dict):
         past_key_values = marker
 
-    assert fastgen.returned_cache(Output()) is marker
+    assert compat.returned_cache(Output()) is marker
 
 
 @pytest.mark.gpu
