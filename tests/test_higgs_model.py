@@ -186,3 +186,33 @@ def test_an_older_original_snapshot_in_the_hub_cache_still_converts(original, mo
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hub))
     converted = weights.ready_dir("bosonai/higgs-audio-v2-tokenizer", None, "codec")
     assert converted.parent == tmp_path / "higgs" / "converted" and weights.layout(converted) == "codec"
+
+
+def test_fetch_says_the_size_first_and_asks_the_hub_for_the_loader_files_only(monkeypatch, tmp_path):
+    """The hub is replaced by a listing of the republished codec repo; what we ask it for is checked."""
+    import huggingface_hub
+    from huggingface_hub.hf_api import RepoSibling
+
+    from higgs_cli import downloads
+
+    siblings = [RepoSibling("config.json", size=900), RepoSibling("model.safetensors", size=805_000_000),
+                RepoSibling("preprocessor_config.json", size=300), RepoSibling("model.pth", size=1_010_000_000),
+                RepoSibling("README.md", size=4_000)]
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "higgs_audio_v2_tokenizer"}))
+    events = []
+
+    class Hub:
+        def model_info(self, repo_id, revision=None, files_metadata=False):
+            assert files_metadata
+            return type("Info", (), {"siblings": siblings})()
+
+    def snapshot(repo_id, revision=None, allow_patterns=None):
+        events.append(("download", sorted(allow_patterns)))
+        return str(tmp_path)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Hub)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo_id, name, revision=None: str(tmp_path / name))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    assert downloads.fetch("bosonai/higgs-audio-v2-tokenizer", None, lambda line: events.append(("say", line))) == tmp_path
+    assert events[0] == ("say", "downloading bosonai/higgs-audio-v2-tokenizer: 3 files, 805 MB (skipping 1.0 GB the loaders do not read)")
+    assert events[1] == ("download", ["config.json", "model.safetensors", "preprocessor_config.json"])
