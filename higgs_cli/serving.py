@@ -192,18 +192,30 @@ class WorkerPool(Scheduler):
         super().__init__(engine, settings, max_running, max_waiting)
         self.workers = workers
         self._threads: list[threading.Thread] = []
+        self._engines: list[engines.Engine] = []
 
     def start(self) -> None:
         try:
-            created = [engines.create(self.engine, self.settings) for _ in range(self.workers)]
+            if engines.engine_class(self.engine).process_global:  # one synthesiser, its calls serialised by the engine
+                created = [engines.create(self.engine, self.settings)] * self.workers
+            else:
+                created = [engines.create(self.engine, self.settings) for _ in range(self.workers)]
         except BaseException as e:  # noqa: BLE001 - reported by /health and the server's start-up
             self.load_error = e
             raise
+        self._engines = list({id(e): e for e in created}.values())
         for n, engine in enumerate(created):
             thread = threading.Thread(target=self._work, args=(engine,), name=f"higgs-worker-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
         self.ready.set()
+
+    def close(self) -> None:
+        super().close()
+        for thread in self._threads:
+            thread.join(timeout=5)  # a chunk in flight finishes first
+        for engine in self._engines:
+            engine.close()
 
     def _next(self) -> tuple[Job, int] | None:
         """The next chunk to render: from the running job that has been handed the fewest so far (the earliest
@@ -221,7 +233,6 @@ class WorkerPool(Scheduler):
             with self._lock:
                 task = self._next()
             if task is None:
-                engine.close()
                 return
             job, i = task
             try:

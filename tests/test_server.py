@@ -328,3 +328,25 @@ def test_a_cloning_request_plans_every_speaker_in_the_uploaded_clip(tmp_path):
                                (body["ref_audio"], None, "needs ref_text")):
         with pytest.raises(BadRequest, match=message):
             build_plan(parse({**body, "ref_audio": ref, "ref_text": text}), options, tmp_path)
+
+
+def test_espeak_workers_share_its_one_synthesiser(tmp_path):
+    """eSpeak NG is one synthesiser per process: two workers must not each install a callback (one would get
+    the other's samples, or none)."""
+    from higgs_cli.serving import scheduler
+
+    texts = [f"Request {n} asks the formant voice for this sentence." for n in range(4)]
+    sched = scheduler("espeak", None, workers=2, max_running=4, max_waiting=0)
+    sched.start()
+    try:
+        with Server(ServeOptions(engine="espeak", no_cache=True), sched) as s:
+            with ThreadPoolExecutor(4) as pool:
+                replies = list(pool.map(lambda t: s.post({"model": "espeak", "voice": "joe", "input": t, "response_format": "wav"},
+                                                         key=None), texts))
+            solo = s.post({"model": "espeak", "voice": "joe", "input": texts[0], "response_format": "wav"}, key=None)
+    finally:
+        sched.close()
+    assert all(r.status_code == 200 for r in replies + [solo])
+    seconds = [len(_wav(r.content)[0]) / 24000 for r in replies]
+    assert all(s > 1.5 for s in seconds)
+    assert abs(seconds[0] - len(_wav(solo.content)[0]) / 24000) < 0.1  # its own sentence, not another's

@@ -64,6 +64,7 @@ class Engine(ABC):
     parallel: ClassVar[bool] = False  # may chunks render in separate worker processes?
     conditions_on_cast: ClassVar[bool] = False  # does a chunk's audio depend on the other speakers' voices?
     batches: ClassVar[bool] = False  # does render_batch() do better than chunk after chunk?
+    process_global: ClassVar[bool] = False  # one synthesiser per process (a C library's global state): share one instance
     sample_rate: int
 
     @classmethod

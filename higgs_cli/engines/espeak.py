@@ -33,6 +33,7 @@ class EspeakEngine(Engine):
     summary = "formant CPU voices (eSpeak NG), many languages and variants, robotic"
     reproducible = False  # measured: repeated renders differ by a few samples
     parallel = True
+    process_global = True  # espeak_Initialize and the synth callback are the library's, not the instance's
 
     @classmethod
     def identity(cls, settings: Any) -> dict[str, Any]:
