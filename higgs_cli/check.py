@@ -27,7 +27,7 @@ def check_render(audio: Path, manifest: Path, model: str | None = None) -> dict[
     if float(rows[-1]["end"]) > duration + 0.5:
         raise UsageError(f"{manifest}: chunks run to {rows[-1]['end']:.1f} s but {audio} lasts {duration:.1f} s; "
                          "is this the manifest of that file?")
-    checker, expect = Checker(model), _Expectations(doc)
+    checker, expect = Checker(model), Expectations(doc)
     report: dict[str, Any] = {"file": str(audio), "manifest": str(manifest), "chunks": [], "flagged": []}
     for row in rows:
         piece = wav[round(float(row["start"]) * SAMPLE_RATE): round(float(row["end"]) * SAMPLE_RATE)]
@@ -38,7 +38,7 @@ def check_render(audio: Path, manifest: Path, model: str | None = None) -> dict[
     return report
 
 
-class _Expectations:
+class Expectations:
     """Per speaker: the voice's rate window and, for an engine that clones, its clip as the voice reference."""
 
     def __init__(self, doc: dict[str, Any]):

@@ -832,6 +832,8 @@ def inspect_cmd(
     as_json: Json = False,
 ) -> None:
     """Summarise a rendered file: duration, loudness, true peak, speakers' talk time, music level."""
+    from rich.markup import escape
+
     from .inspection import inspect
 
     doc = inspect(audio, png, manifest)
@@ -839,7 +841,11 @@ def inspect_cmd(
         print(json.dumps(doc, ensure_ascii=False, indent=2))
         return
     for key, value in doc.items():
-        if isinstance(value, dict):
+        if key == "flagged":
+            value = f"{len(value)} chunk(s)" + "".join(f"\n  #{c['index']} (line {c['line']}, {c['start']}-{c['end']} s): "
+                                                      f"{'; '.join(c['reasons'])}\n    text:  {c['text']}\n    heard: {c['heard']}" for c in value)
+            value = escape(value)  # the text may hold [tags]
+        elif isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         out.print(f"[bold]{key}[/]: {value}", soft_wrap=True)
 

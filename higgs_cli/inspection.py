@@ -18,6 +18,7 @@ LANE_HEIGHT = 18
 CURVE_HEIGHT = 80
 MARGIN = 40
 CURVE_FLOOR_DB = -60.0
+FLAG_COLOUR = (220, 30, 30)  # chunks the quality gate failed
 PALETTE = ((66, 133, 244), (219, 68, 55), (244, 180, 0), (15, 157, 88), (171, 71, 188), (0, 172, 193), (255, 112, 67), (158, 157, 36))
 
 
@@ -72,6 +73,8 @@ def inspect(path: Path, png: Path | None = None, manifest: Path | None = None, b
         music = (doc.get("finish") or {}).get("music")
         if music:
             report["music"] = {k: music.get(k) for k in ("gain_db", "duck_db", "under_speech_db", "clear_db")}
+        if doc.get("qa"):
+            report["flagged"] = flagged_chunks(chunks)
     if png is not None:
         draw_timeline(path, Path(png), report["duration"], doc, block)
         report["png"] = str(png)
@@ -108,6 +111,13 @@ def check_png_path(png: Path) -> None:
         raise InspectError(f"--png {png}: cannot write in {parent} (permission denied); choose another folder")
 
 
+def flagged_chunks(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chunks the quality gate failed: where they are, what they should say, what was heard, why."""
+    return [{"index": c.get("index"), "line": c.get("line"), "start": c.get("start"), "end": c.get("end"), "text": c.get("text"),
+             "heard": c["qa"].get("asr"), "reasons": c["qa"].get("reasons", [])}
+            for c in chunks if isinstance(c.get("qa"), dict) and not c["qa"].get("passed", True)]
+
+
 def waveform_columns(path: Path, duration: float, width: int, block: int = BLOCK_FRAMES) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel-column minimum and maximum of the signal, streamed in blocks."""
     from .containers import read_blocks
@@ -140,6 +150,7 @@ def draw_timeline(path: Path, png: Path, duration: float, doc: dict[str, Any] | 
     draw = ImageDraw.Draw(img)
     scale = width / max(duration, 1e-6)
     _draw_wave(draw, *waveform_columns(path, duration, width, block))
+    _draw_flagged(draw, flagged_chunks(chunks), scale)
     for c in chunks:
         x = MARGIN + float(c["start"]) * scale
         draw.line([(x, MARGIN), (x, MARGIN + WAVE_HEIGHT)], fill=(200, 200, 200))
@@ -162,6 +173,14 @@ def draw_timeline(path: Path, png: Path, duration: float, doc: dict[str, Any] | 
         raise InspectError(f"--png {png}: writing failed ({e.strerror or e}); check the disk and folder") from e
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _draw_flagged(draw: Any, flagged: list[dict[str, Any]], scale: float) -> None:
+    """A red band above the waveform over each chunk the quality gate failed, labelled with its index."""
+    for c in flagged:
+        left, right = MARGIN + float(c["start"]) * scale, MARGIN + float(c["end"]) * scale
+        draw.rectangle([left, MARGIN - 12, max(right, left + 2), MARGIN - 4], fill=FLAG_COLOUR)
+        draw.text((left, MARGIN - 26), f"#{c['index']}", fill=FLAG_COLOUR)
 
 
 def _draw_wave(draw: Any, lo: np.ndarray, hi: np.ndarray) -> None:

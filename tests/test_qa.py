@@ -171,6 +171,22 @@ def test_strict_mode_retakes_then_exits_3(tmp_path, monkeypatch):
         assert row["qa"]["takes"] == 2 and len(row["qa"]["rejected"]) == 1
     assert "--retake-chunks 0,1" in result.stderr
 
+    manifest = tmp_path / "s.json"
+    manifest.write_text(result.stdout)
+    png = tmp_path / "s.png"
+    shown = run("inspect", str(out), "--manifest", str(manifest), "--png", str(png), "--json")
+    assert shown.exit_code == 0, shown.output
+    flagged = json.loads(shown.stdout)["flagged"]
+    assert [f["index"] for f in flagged] == [0, 1] and "lighthouse" in flagged[0]["text"] and flagged[0]["reasons"][0].startswith("text")
+    from PIL import Image
+
+    from higgs_cli.inspection import FLAG_COLOUR, MARGIN
+
+    pixels = np.asarray(Image.open(png).convert("RGB"))[MARGIN - 12: MARGIN - 4]
+    assert (pixels == FLAG_COLOUR).all(axis=-1).sum(axis=1).max() > 0.8 * 1200  # two chunks fill nearly the whole timeline
+    text = run("inspect", str(out), "--manifest", str(manifest))
+    assert "flagged: 2 chunk(s)" in text.stdout and "#1 (line 3" in text.stdout
+
 
 def test_retake_keeps_the_passing_take_and_a_rerun_repeats_no_work(tmp_path, monkeypatch):
     """The rate window is set between two real takes' rates, so take 0 fails and take 1 passes."""
