@@ -136,7 +136,8 @@ def report(results: list[dict], voice: dict | None, args: argparse.Namespace) ->
     rows = [[r["engine"], r["chunks"], ", ".join(r["voices"]), f"{len(r['flagged'])} of {r['chunks']}",
              f"{r['wer_median']:.2f} / {r['wer_p95']:.2f} / {r['wer_max']:.2f}", r["speech_s"], r["off_s"], r["report_s"],
              f"{r['ratio']:.2f}x"] for r in results]
-    body = [f"Command: `.venv/bin/python bench/qa.py --chunks {args.chunks} --damaged {args.damaged} --engines {' '.join(args.engines)} --voice-chunks {args.voice_chunks}` "
+    command = f"bench/qa.py --chunks {args.chunks} --damaged {args.damaged} --engines {' '.join(args.engines)} --voice-chunks {args.voice_chunks}"
+    body = [f"Command: `.venv/bin/python {command}` "
             f"(sentences of bench/long_text.txt, at most {MAX_WORDS} words a chunk, its speakers cast to the bundled voices; Whisper tiny.en int8 on the CPU; "
             "the machine was shared with other jobs, so wall times are noisy).",
             "",

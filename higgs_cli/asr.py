@@ -33,11 +33,22 @@ class QaUnavailable(UsageError):
     """The quality gate's recogniser is not installed or cannot load."""
 
 
-def _spell(number: str, ordinal: bool = False) -> str:
+def _spell(number: str, ordinal: bool = False, prefer: frozenset[str] = frozenset()) -> str:
+    """Digits as words; a four-digit number is read as a year ("eighteen thirty-one") when that matches
+    the expected words better than the cardinal does (Whisper writes "1831" either way)."""
     from num2words import num2words
 
     try:
-        words = num2words(int(number), to="ordinal") if ordinal else num2words(float(number) if "." in number else int(number))
+        if ordinal:
+            words = num2words(int(number), to="ordinal")
+        elif "." in number:
+            words = num2words(float(number))
+        else:
+            words = num2words(int(number))
+            if prefer and len(number) == 4 and 1100 <= int(number) <= 2099:
+                year = num2words(int(number), to="year")
+                if len(set(year.replace("-", " ").split()) & prefer) > len(set(words.replace("-", " ").split()) & prefer):
+                    words = year
     except (ValueError, OverflowError, NotImplementedError):
         return " ".join(number)  # absurdly long digit strings: one token per digit, the same on both sides
     return words.replace(" and ", " ").replace(",", "")
@@ -47,12 +58,14 @@ def is_cjk(text: str) -> bool:
     return bool(_CJK.search(text))
 
 
-def tokens(text: str) -> list[str]:
-    """Comparable units of a text: normalised words, or characters for CJK text (so the rate becomes CER)."""
+def tokens(text: str, expected: list[str] | None = None) -> list[str]:
+    """Comparable units of a text: normalised words, or characters for CJK text (so the rate becomes CER).
+    `expected` (the other side's tokens) picks how an ambiguous number (a year) is read."""
+    prefer = frozenset(expected or ())
     text = _MARKUP.sub(" ", text).lower()
     text = _THOUSANDS.sub("", text)
     text = _ORDINAL.sub(lambda m: f" {_spell(m.group(1), ordinal=True)} ", text)
-    text = _NUMBER.sub(lambda m: f" {_spell(m.group(0))} ", text)
+    text = _NUMBER.sub(lambda m: f" {_spell(m.group(0), prefer=prefer)} ", text)
     for symbol, word in _SYMBOLS.items():
         text = text.replace(symbol, word)
     text = _NOT_WORD.sub(" ", text.replace("-", " "))
@@ -79,11 +92,9 @@ class Alignment:
 
     @property
     def trailing_deletions(self) -> int:
-        """Expected words missing at the end, the mark of a truncated render: those after the last word heard
-        right, when most of them were not heard at all (a cut-off render often ends in half a word)."""
-        tail = self.ops[self.ops.rfind("=") + 1:]
-        missing = tail.count("D") + tail.count("S")
-        return missing if tail.count("D") * 2 >= missing else 0
+        """Expected words not heard at all after the last word heard right: the mark of a truncated render
+        (a misheard compound, "pipe lit" as "pipelet", leaves only one)."""
+        return self.ops[self.ops.rfind("=") + 1:].count("D")
 
     @property
     def invented(self) -> int:

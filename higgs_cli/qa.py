@@ -56,13 +56,18 @@ class Verdict:
 # --- text --------------------------------------------------------------------------------------------
 def text_reasons(expected_text: str, heard: str) -> tuple[float | None, list[str], str]:
     """(error rate, reasons, metric) for what was heard against what the engine was given."""
-    expected, got = tokens(expected_text), tokens(heard)
+    expected = tokens(expected_text)
+    got = tokens(heard, expected)
     metric = "cer" if is_cjk(expected_text) else "wer"
     unit = "characters" if metric == "cer" else "words"
     if not expected:
         return None, [], metric
     a = align(expected, got)
     rate, reasons = round(a.rate, 3), []
+    if not got:
+        return rate, [f"text: nothing was heard ({len(expected)} {unit} expected)"], metric
+    if metric == "wer" and len(expected) < o.QA_TEXT_MIN_WORDS:
+        return rate, [], metric  # "It is." heard as "I did it.": too short to judge by ear; signal checks still apply
     if a.rate > o.QA_WER_MAX and a.errors >= o.QA_MIN_ERRORS:
         reasons.append(f"text: {metric.upper()} {a.rate:.2f} ({a.errors} of {len(expected)} {unit} wrong)")
     lost = a.trailing_deletions
