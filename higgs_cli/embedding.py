@@ -34,7 +34,7 @@ def weights_path() -> Path:
     path = Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt" if spec and spec.submodule_search_locations else None
     if path is None or not path.is_file():
         raise QaUnavailable("the voice check needs the speaker encoder's weights: pip install --no-deps resemblyzer==0.1.4 "
-                            "(`make install` does), or pass --qa off")
+                            "(`make install-higgs` does), or pass --qa off")
     return path
 
 
