@@ -8,7 +8,9 @@ chunks are damaged four ways (silenced; another chunk's audio in its place; cut 
 quarters; a second of loud white noise mixed into the middle) and checked with the same expectations.
 The voice check (speaker embeddings) compares chunks with their own voice's clip and the other voices'.
 
-    .venv/bin/python bench/qa.py [--chunks 100] [--damaged 20] [--engines piper espeak] [--no-write]
+    .venv/bin/python bench/qa.py [--chunks 100] [--damaged 20] [--engines piper espeak:50] [--no-write]
+
+An engine may carry its own chunk count (`espeak:50`).
 """
 
 from __future__ import annotations
@@ -170,8 +172,9 @@ def main() -> None:
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="higgs-bench-qa-") as tmp:
-        for engine in args.engines:
-            results.append(run_engine(engine, args.chunks, args.damaged, Path(tmp)))
+        for spec in args.engines:
+            engine, _, count = spec.partition(":")
+            results.append(run_engine(engine, int(count or args.chunks), args.damaged, Path(tmp)))
             print(json.dumps({k: v for k, v in results[-1].items() if k not in ("doc", "wav")}, indent=1), flush=True)
         first = next((r for r in results if r["engine"] == "piper"), None)
         voice = voice_separation(first["doc"], first["wav"], args.voice_chunks) if first and args.voice_chunks else None

@@ -107,8 +107,9 @@ class Alignment:
 
 
 def align(expected: list[str], heard: list[str]) -> Alignment:
-    """Levenshtein alignment with a backtrace; ties prefer a match, then a deletion (so words lost at the end
-    show as deletions at the end), then a substitution."""
+    """Levenshtein alignment with a backtrace from the end; among equally cheap alignments it takes deletions
+    first, so words lost at the end show as deletions at the end ("watched the" heard for "watched the boats
+    come home across the bay" matches the first "the", not the last), then matches, then substitutions."""
     n, m = len(expected), len(heard)
     cost = np.zeros((n + 1, m + 1), dtype=np.int32)
     cost[:, 0] = np.arange(n + 1)
@@ -120,12 +121,12 @@ def align(expected: list[str], heard: list[str]) -> Alignment:
     ops, i, j = [], n, m
     while i or j:
         same = bool(i and j) and expected[i - 1] == heard[j - 1]
-        if same and cost[i, j] == cost[i - 1, j - 1]:
-            ops.append("=")
-            i, j = i - 1, j - 1
-        elif i and cost[i, j] == cost[i - 1, j] + 1:
+        if i and cost[i, j] == cost[i - 1, j] + 1:
             ops.append("D")
             i -= 1
+        elif same and cost[i, j] == cost[i - 1, j - 1]:
+            ops.append("=")
+            i, j = i - 1, j - 1
         elif i and j and cost[i, j] == cost[i - 1, j - 1] + 1:
             ops.append("S")
             i, j = i - 1, j - 1

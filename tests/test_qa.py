@@ -158,7 +158,7 @@ def test_report_mode_records_verdicts_and_check_exit_codes(tmp_path):
     bad = run("check", str(damaged), "--manifest", str(manifest), "--json")
     assert bad.exit_code == 3, bad.output
     flagged = json.loads(bad.stdout)["flagged"]
-    assert [f["index"] for f in flagged] == [1] and any(r.startswith("truncated") for r in flagged[0]["reasons"])
+    assert [f["index"] for f in flagged] == [1] and any(r.startswith("truncated") for r in flagged[0]["reasons"]), bad.stdout
 
     plan = run("generate", "-t", str(tmp_path / "two.txt"), "--dry-run", "--json", "--engine", "piper")
     (tmp_path / "plan.json").write_text(plan.stdout)
