@@ -130,7 +130,7 @@ def _render(tmp_path, name, *extra):
     script = tmp_path / "two.txt"
     script.write_text(TWO)
     out = tmp_path / f"{name}.wav"
-    result = run("generate", "-t", str(script), "-o", str(out), "--engine", "piper", "--voice", "nell", "--json",
+    result = run("generate", "-t", str(script), "-o", str(out), "--engine", "piper", "--voice", "otis", "--json",
                  "--cache", str(tmp_path / "cache"), *extra)
     return result, out
 
@@ -209,7 +209,7 @@ def test_retake_keeps_the_passing_take_and_a_rerun_repeats_no_work(tmp_path, mon
     engine = engines.create("piper")
     rates = []
     for take in (0, 1):
-        request = engines.ChunkRequest(0, plan.chunks[0].speaker, plan.chunks[0].text, resolve("nell"), take_seed(chunk_seeds(0, plan.chunks)[0], take))
+        request = engines.ChunkRequest(0, plan.chunks[0].speaker, plan.chunks[0].text, resolve("otis"), take_seed(chunk_seeds(0, plan.chunks)[0], take))
         audio = trim_silence(resample(engine.synthesize(request).audio, engine.sample_rate, SAMPLE_RATE), SAMPLE_RATE)
         rates.append(len(tokens(plan.chunks[0].text)) / (len(audio) / SAMPLE_RATE))
     assert rates[0] != rates[1]
@@ -233,7 +233,7 @@ def test_retake_keeps_the_passing_take_and_a_rerun_repeats_no_work(tmp_path, mon
 def o_render():
     from higgs_cli.options import RenderOptions
 
-    return RenderOptions(engine="piper", voices={}, default_voice="nell")
+    return RenderOptions(engine="piper", voices={}, default_voice="otis")
 
 
 def test_retake_chunks_renders_exactly_those_and_the_choice_persists(tmp_path):
