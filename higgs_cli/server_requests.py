@@ -17,9 +17,11 @@ from .errors import UsageError, VoiceError
 from .options import (
     DEFAULT_CHUNK,
     DEFAULT_DIALOGUE_CHUNK,
+    DEFAULT_LOUDNESS,
     DEFAULT_SEED,
     OPENAI_MODELS,
     SERVE_SPEED_RANGE,
+    FinishOptions,
     QaOptions,
     RenderOptions,
     ServeOptions,
@@ -118,7 +120,8 @@ def build_plan(req: SpeechRequest, options: ServeOptions, workdir: Path) -> tupl
         mapping = {spk.strip().upper(): check_name(name.strip()) for spk, name in (req.voices or {}).items()}
         default = _voice_name(req.voice)
         chunk = DEFAULT_DIALOGUE_CHUNK if len(script.speakers) > 1 else DEFAULT_CHUNK
-        opts = RenderOptions(engine=engine, chunk=chunk, seed=req.seed, voices=mapping, default_voice=default, higgs=higgs)
+        opts = RenderOptions(engine=engine, chunk=chunk, seed=req.seed, voices=mapping, default_voice=default, higgs=higgs,
+                             finish=FinishOptions(loudness=DEFAULT_LOUDNESS))  # a whole file: the CLI's default programme level
         plan = make_plan(script, opts, engine)
     except BadRequest:
         raise
