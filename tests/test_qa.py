@@ -197,12 +197,17 @@ def test_strict_mode_retakes_then_exits_3(tmp_path, monkeypatch):
     assert "flagged: 2 chunk(s)" in text.stdout and "#1 (line 3" in text.stdout
 
 
-def test_retake_keeps_the_passing_take_and_a_rerun_repeats_no_work(tmp_path, monkeypatch):
-    """The rate window is set between two real takes' rates, so take 0 fails and take 1 passes."""
+def test_retake_keeps_the_passing_take_and_a_killed_run_resumes_without_redoing_takes(tmp_path, monkeypatch):
+    """The rate window is set between two real takes' rates, so take 0 fails and take 1 passes. The first run
+    is killed right after chunk 0 settled; the second renders only chunk 1; a third renders nothing."""
+    import dataclasses
+
     import higgs_cli.takes as takes_module
     from higgs_cli.audio import trim_silence
-    from higgs_cli.pipeline import chunk_seeds, make_plan
-    from higgs_cli.takes import take_seed
+    from higgs_cli.cache import ChunkCache
+    from higgs_cli.options import QaOptions
+    from higgs_cli.pipeline import chunk_keys, chunk_seeds, make_plan, render
+    from higgs_cli.takes import TakeStore, qa_identity, take_seed
     from higgs_cli.transcript import parse_transcript
 
     plan = make_plan(parse_transcript(TWO), o_render(), "piper")
@@ -216,18 +221,28 @@ def test_retake_keeps_the_passing_take_and_a_rerun_repeats_no_work(tmp_path, mon
     edge = (rates[0] + rates[1]) / 2
     window = (0.5, edge) if rates[1] < rates[0] else (edge, 9.0)
     monkeypatch.setattr(takes_module, "voice_rate_window", lambda seconds, words: window)
+
+    def killed(progress):
+        if progress.done == 1:
+            raise KeyboardInterrupt
+    gated = dataclasses.replace(plan, options=dataclasses.replace(plan.options, qa=QaOptions(mode="retake")))
+    with pytest.raises(KeyboardInterrupt):
+        render(gated, tmp_path / "killed.wav", killed, cache=ChunkCache(tmp_path / "cache"))
+    rejected = TakeStore(tmp_path / "cache").verdict(chunk_keys(plan)[0], qa_identity(None))
+    assert not rejected.passed and rejected.reasons[0].startswith("rate")  # take 0, heard before the kill
+
     result, out = _render(tmp_path, "r", "--qa", "retake", "--retakes", "2")
     doc = json.loads(result.stdout)
     first = doc["chunks"][0]
-    assert first["qa"]["take"] == 1 and first["qa"]["passed"], first
-    assert first["qa"]["rejected"][0]["take"] == 0 and first["qa"]["rejected"][0]["reasons"][0].startswith("rate")
+    assert doc["rendered"] == 1 and not doc["chunks"][1]["cached"]  # only chunk 1: both takes of chunk 0 were kept
+    assert first["qa"]["take"] == 1 and first["qa"]["takes"] == 2 and first["qa"]["passed"], first
     assert first["seed"] == take_seed(chunk_seeds(0, plan.chunks)[0], 1)
 
     again, _ = _render(tmp_path, "r2", "--qa", "retake", "--retakes", "2")
     redo = json.loads(again.stdout)
     assert redo["rendered"] == 0  # every take came from the cache, the verdicts from the take records
     assert redo["chunks"][0]["qa"]["take"] == 1 and redo["chunks"][0]["seed"] == first["seed"]
-    assert sf.read(str(out))[0].shape == sf.read(str(tmp_path / "r2.wav"))[0].shape
+    assert np.array_equal(sf.read(str(out))[0], sf.read(str(tmp_path / "r2.wav"))[0])
 
 
 def o_render():
