@@ -3,7 +3,7 @@
 Checks, each adding a reason that starts with its name: `text` (word error rate, or character error rate
 for CJK, against the words the engine was given), `truncated` (expected words missing at the end),
 `invented` (heard words that are not in the text), `rate` (speaking rate outside the voice's window),
-`silent`, `clipping`, `gap` (a long silence inside the speech), `noise` (a burst of loud broadband noise)
+`silent`, `clipping` (flat tops), `gap` (a long silence inside the speech), `noise` (a burst of loud broadband noise)
 and, for engines that clone or sample a voice, `voice` (speaker-embedding similarity to the voice's clip
 or anchor). A chunk passes when no check gives a reason.
 """
@@ -125,9 +125,9 @@ def signal_reasons(audio: np.ndarray, rate: int) -> list[str]:
     if peak == 0.0 or _db(peak) < o.QA_SILENT_DB:
         return [f"silent: peak {float(_db(peak)):.0f} dBFS (under {o.QA_SILENT_DB:.0f})"]
     reasons = []
-    clipped = float(np.mean(np.abs(audio) >= o.QA_CLIP_LEVEL))
+    clipped = clipped_share(audio, peak)
     if clipped > o.QA_CLIP_SHARE:
-        reasons.append(f"clipping: {clipped:.2%} of samples at full scale")
+        reasons.append(f"clipping: {clipped:.2%} of samples flattened at the peak")
     frames = _frames(audio, rate)
     level = _db(np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1)))
     loud = np.flatnonzero(level > o.SILENCE_DB)
@@ -141,6 +141,15 @@ def signal_reasons(audio: np.ndarray, rate: int) -> list[str]:
     if burst:
         reasons.append(f"noise: {burst[1]:.1f} s of broadband noise at {burst[0]:.1f} s")
     return reasons
+
+
+def clipped_share(audio: np.ndarray, peak: float) -> float:
+    """Share of samples in flat tops: runs of QA_CLIP_RUN or more samples at the peak level. Overs above full
+    scale in float audio are no clipping (the finishing limiter brings them down); a waveform cut off at a
+    rail, by an int16 stage or a saturating model, is."""
+    at_peak = np.abs(audio) >= peak * (1 - 1e-4)
+    flat = sum(n for _, n in _runs(at_peak) if n >= o.QA_CLIP_RUN)
+    return flat / len(audio)
 
 
 def _noise_burst(frames: np.ndarray, level: np.ndarray) -> tuple[float, float] | None:
