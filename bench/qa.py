@@ -162,6 +162,24 @@ def report(results: list[dict], voice: dict | None, args: argparse.Namespace) ->
     return "\n".join(body)
 
 
+def signal_only(voice: str, chunks: int) -> None:
+    """The signal checks alone on the Piper chunks of one voice (no recogniser): how many would they flag?"""
+    from higgs_cli import engines
+    from higgs_cli.audio import resample, trim_silence
+    from higgs_cli.options import SAMPLE_RATE
+    from higgs_cli.qa import signal_reasons
+
+    plan, engine = plan_for("piper", chunks, "off"), engines.create("piper")
+    mine = [i for i in range(len(plan.chunks)) if plan.cast[plan.chunks[i].speaker].name == voice]
+    flagged, peaks = 0, []
+    for i in mine:
+        audio = trim_silence(resample(engine.synthesize(plan.request(i)).audio, engine.sample_rate, SAMPLE_RATE), SAMPLE_RATE)
+        flagged += bool(signal_reasons(audio, SAMPLE_RATE))
+        peaks.append(float(np.abs(audio).max()))
+    print(f"{voice}: {len(mine)} chunks, {flagged} flagged by the signal checks; peaks over 1.0 in {sum(p > 1 for p in peaks)}, "
+          f"highest {max(peaks):.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=100)
@@ -169,7 +187,11 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", default=["piper", "espeak"])
     parser.add_argument("--voice-chunks", type=int, default=15, help="chunks for the voice check (0 skips it)")
     parser.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
+    parser.add_argument("--signal-only", metavar="VOICE", help="only the signal checks on the first --chunks chunks' Piper renders of VOICE")
     args = parser.parse_args()
+    if args.signal_only:
+        signal_only(args.signal_only, args.chunks)
+        return
     results = []
     with tempfile.TemporaryDirectory(prefix="higgs-bench-qa-") as tmp:
         for spec in args.engines:
