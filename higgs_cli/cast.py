@@ -3,8 +3,9 @@
 Order of precedence for one speaker: the explicit mapping (`--voice SPEAKER=NAME`, a project's `voices:`),
 then the default voice, then an automatic pick. An automatic pick first infers the speaker's likely
 gender from, in order, a description the project gives (`speakers: {SILAS: an old fisherman}`), one in
-the transcript ("an old man called Silas", "Maya, a young woman"), a title in the tag (MRS_HALE, SIR_TOBY), and the first name through gender-guesser's offline
-name dataset; it then hands out the next unused bundled voice of that gender (`CAST_ORDER`). Speakers
+the transcript ("an old man called Silas", "Maya, a young woman"), a title in the tag (MRS_HALE,
+SIR_TOBY), and the first name through gender-guesser's offline name dataset; it then hands out the
+next unused bundled voice of that gender (`CAST_ORDER`). Speakers
 whose gender stays unknown (NARRATOR, SPEAKER0) alternate, masculine first, counting only themselves, so
 mapping another speaker never changes theirs (unless it takes their voice). When a gender's bundled
 voices run out, automatic variants of that gender follow.
