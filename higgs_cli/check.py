@@ -57,7 +57,7 @@ class Expectations:
         speaker = str(row.get("speaker"))
         if speaker not in self._cache:
             self._cache[speaker] = self._voice(speaker)
-        return replace(self._cache[speaker], text=str(row.get("spoken") or row.get("text") or ""))
+        return replace(self._cache[speaker], text=str(row.get("heard") or row.get("spoken") or row.get("text") or ""))
 
     def _voice(self, speaker: str) -> Any:
         from .audio import read_audio

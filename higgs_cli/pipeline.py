@@ -200,6 +200,8 @@ def manifest(plan: Plan, output: Path | None, keys: list[str] | None = None, tim
         row = {"index": chunk.index, "speaker": chunk.speaker, "voice": plan.cast[chunk.speaker].name,
                "text": chunk.written or chunk.text, "spoken": chunk.text, "words": chunk.words, "line": chunk.line, "seed": plan.seeds[i],
                "reproducible": cls.reproducible}
+        if getattr(chunk, "heard", None):  # what a listener should hear (numbers read out, no respellings): `higgs check`
+            row["heard"] = chunk.heard
         if keys is not None:
             row["key"] = keys[i][:16]
             if timings is None and cache is not None and cache.enabled:
