@@ -51,7 +51,7 @@ def talk_time(chunks: list[dict[str, Any]]) -> dict[str, float]:
 
 def inspect(path: Path, png: Path | None = None, manifest: Path | None = None, block: int = BLOCK_FRAMES) -> dict[str, Any]:
     """Measure `path`; add speakers, talk time and music levels from its manifest; draw a timeline PNG when asked."""
-    from .mixing import measure_file
+    from .loudness import measure_file
 
     path = Path(path)
     if not path.is_file():

@@ -698,7 +698,7 @@ def speech_pieces(plan: Plan, entries: Iterable[tuple[int, Entry]]) -> Iterator[
     """The speech `render` writes before its finishing pass, piece by piece as chunks arrive in order (the gap
     before each chunk, then the chunk, then any closing pause), through the true-peak limiter so that streamed
     audio never clips either (its level stays as rendered: a programme level needs the whole programme)."""
-    from .mixing import limit_stream
+    from .loudness import limit_stream
 
     def pieces() -> Iterator[np.ndarray]:
         for i, entry in entries:

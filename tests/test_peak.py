@@ -44,7 +44,7 @@ def test_a_clipping_render_is_brought_under_the_ceiling(tmp_path):
 
 
 def test_streamed_audio_is_limited_piece_by_piece_and_quiet_audio_passes_untouched():
-    from higgs_cli.mixing import limit_stream
+    from higgs_cli.loudness import limit_stream
 
     rate = 24_000
     t = np.arange(2 * rate) / rate
