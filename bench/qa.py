@@ -8,7 +8,7 @@ chunks are damaged four ways (silenced; another chunk's audio in its place; cut 
 quarters; a second of loud white noise mixed into the middle) and checked with the same expectations.
 The voice check (speaker embeddings) compares chunks with their own voice's clip and the other voices'.
 
-    .venv/bin/python bench/qa.py [--chunks 100] [--damaged 20] [--engines piper espeak:50] [--no-write]
+    .venv/bin/python bench/qa.py [--chunks 100] [--damaged 20] [--engines piper espeak:50] [--offset 0] [--no-write]
 
 An engine may carry its own chunk count (`espeak:50`).
 """
@@ -37,6 +37,9 @@ DAMAGES = ("silenced", "swapped", "truncated to 1/2", "truncated to 3/4", "noise
 MAX_WORDS = 20  # sentence chunks of up to 20 words (~6 s): 100 of them keep the bench to minutes
 
 
+OFFSET = 0  # --offset: the first chunk of the text to use (chunks after those the thresholds were set on are unseen text)
+
+
 def plan_for(engine: str, chunks: int, qa: str):
     from higgs_cli.options import QaOptions, RenderOptions
     from higgs_cli.pipeline import make_plan
@@ -44,7 +47,7 @@ def plan_for(engine: str, chunks: int, qa: str):
 
     options = RenderOptions(engine=engine, chunk="sentence", max_words=MAX_WORDS, qa=QaOptions(mode=qa))
     plan = make_plan(read_transcript(TEXT), options, engine)
-    return replace(plan, chunks=plan.chunks[:chunks], seeds=plan.seeds[:chunks])
+    return replace(plan, chunks=plan.chunks[OFFSET:OFFSET + chunks], seeds=plan.seeds[OFFSET:OFFSET + chunks])
 
 
 def timed_render(engine: str, chunks: int, qa: str, folder: Path) -> tuple[float, dict]:
@@ -139,6 +142,7 @@ def report(results: list[dict], voice: dict | None, args: argparse.Namespace) ->
              f"{r['wer_median']:.2f} / {r['wer_p95']:.2f} / {r['wer_max']:.2f}", r["speech_s"], r["off_s"], r["report_s"],
              f"{r['ratio']:.2f}x"] for r in results]
     command = f"bench/qa.py --chunks {args.chunks} --damaged {args.damaged} --engines {' '.join(args.engines)} --voice-chunks {args.voice_chunks}"
+    command += f" --offset {args.offset}" if args.offset else ""
     body = [f"Command: `.venv/bin/python {command}` "
             f"(sentences of bench/long_text.txt, at most {MAX_WORDS} words a chunk, its speakers cast to the bundled voices; Whisper tiny.en int8 on the CPU; "
             "the machine was shared with other jobs, so wall times are noisy).",
@@ -186,9 +190,12 @@ def main() -> None:
     parser.add_argument("--damaged", type=int, default=20)
     parser.add_argument("--engines", nargs="+", default=["piper", "espeak"])
     parser.add_argument("--voice-chunks", type=int, default=15, help="chunks for the voice check (0 skips it)")
+    parser.add_argument("--offset", type=int, default=0, help="start at this chunk of the text (0..163 for bench/long_text.txt)")
     parser.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
     parser.add_argument("--signal-only", metavar="VOICE", help="only the signal checks on the first --chunks chunks' Piper renders of VOICE")
     args = parser.parse_args()
+    global OFFSET
+    OFFSET = args.offset
     if args.signal_only:
         signal_only(args.signal_only, args.chunks)
         return

@@ -86,6 +86,11 @@ class Alignment:
         return sum(op != "=" for op in self.ops)
 
     @property
+    def hits(self) -> int:
+        """Expected words heard right."""
+        return self.ops.count("=")
+
+    @property
     def rate(self) -> float:
         """Word (or character) error rate; 1.0 when nothing was expected but something was heard."""
         return self.errors / self.expected if self.expected else float(bool(self.ops))

@@ -21,6 +21,15 @@ from .asr import Recognizer, align, is_cjk, tokens
 
 _FRAME = 0.02  # seconds per analysis frame
 _SUNG = re.compile(r"<SE_[se]>\[(?:Humming|Singing|Music)\]")  # sung or hummed passages are not read text
+# Measured on 100 clean Piper chunks of bench/long_text.txt (BENCHMARKS.md, "Quality gate"): the last 20 ms of a
+# chunk's trimmed speech sat 37 dB or more under its loud (95th percentile) frames; a render cut mid-word ends near them.
+_ABRUPT_DB = -30.0
+# The 4-10 kHz band of loud frames is spectrally flat for at most 0.14 s in a row in those chunks (a long "s");
+# white noise mixed over speech keeps that band flat for as long as it lasts, even where speech dominates below.
+_HF_BAND = (4000.0, 10000.0)
+_HF_FLATNESS = 0.4
+_HF_SECONDS = 0.2
+_SHORT_TRUNCATED_SPEEDUP = 1.5  # a short chunk missing its last word(s) and spoken this much faster than the voice: cut off
 
 
 @dataclass
@@ -54,8 +63,10 @@ class Verdict:
 
 
 # --- text --------------------------------------------------------------------------------------------
-def text_reasons(expected_text: str, heard: str) -> tuple[float | None, list[str], str]:
-    """(error rate, reasons, metric) for what was heard against what the engine was given."""
+def text_reasons(expected_text: str, heard: str, seconds: float | None = None,
+                 window: tuple[float, float] = o.QA_RATE_WINDOW) -> tuple[float | None, list[str], str]:
+    """(error rate, reasons, metric) for what was heard against what the engine was given. `seconds` (of trimmed
+    speech) and the voice's rate `window` let a short chunk that lost its last words be told from a mishearing."""
     expected = tokens(expected_text)
     got = tokens(heard, expected)
     metric = "cer" if is_cjk(expected_text) else "wer"
@@ -66,13 +77,19 @@ def text_reasons(expected_text: str, heard: str) -> tuple[float | None, list[str
     rate, reasons = round(a.rate, 3), []
     if not got:
         return rate, [f"text: nothing was heard ({len(expected)} {unit} expected)"], metric
-    if metric == "wer" and len(expected) < o.QA_TEXT_MIN_WORDS:
-        return rate, [], metric  # "It is." heard as "I did it.": too short to judge by ear; signal checks still apply
-    if a.rate > o.QA_WER_MAX and a.errors >= o.QA_MIN_ERRORS:
+    short = metric == "wer" and len(expected) < o.QA_TEXT_MIN_WORDS
+    if a.hits == 0:  # not one expected word heard: another text, whatever the length ("It is." heard as "I did it." shares "it")
+        reasons.append(f"text: none of the {len(expected)} expected {unit} was heard")
+    elif not short and a.rate > o.QA_WER_MAX and a.errors >= o.QA_MIN_ERRORS:
         reasons.append(f"text: {metric.upper()} {a.rate:.2f} ({a.errors} of {len(expected)} {unit} wrong)")
     lost = a.trailing_deletions
     if lost >= o.QA_TRUNCATED_MIN and lost >= o.QA_TRUNCATED_SHARE * len(expected):
         reasons.append(f"truncated: the last {lost} of {len(expected)} {unit} are missing")
+    elif short and lost and a.hits and seconds:
+        fast = len(expected) / seconds
+        centre = (window[0] * window[1]) ** 0.5
+        if fast > _SHORT_TRUNCATED_SPEEDUP * centre:
+            reasons.append(f"truncated: the last {lost} of {len(expected)} {unit} are missing and {seconds:.1f} s is short for them")
     extra = a.invented
     if extra >= o.QA_INVENTED_MIN and extra >= o.QA_INVENTED_SHARE * len(expected):
         reasons.append(f"invented: {extra} {unit} heard that are not in the text")
@@ -137,7 +154,12 @@ def signal_reasons(audio: np.ndarray, rate: int) -> list[str]:
         if gaps:
             start, n = max(gaps, key=lambda g: g[1])
             reasons.append(f"gap: {n * _FRAME:.1f} s of silence inside the speech at {(loud[0] + start) * _FRAME:.1f} s")
-    burst = _noise_burst(frames, level)
+    if loud.size:
+        tail = audio[-max(1, round(rate * _FRAME)):]
+        end = float(_db(np.sqrt(np.mean(tail.astype(np.float64) ** 2)))) - float(np.percentile(level[loud], 95))
+        if end > _ABRUPT_DB:
+            reasons.append(f"truncated: the speech stops abruptly (its last {_FRAME * 1000:.0f} ms {-end:.0f} dB under its loud frames)")
+    burst = _noise_burst(frames, level, rate)
     if burst:
         reasons.append(f"noise: {burst[1]:.1f} s of broadband noise at {burst[0]:.1f} s")
     return reasons
@@ -152,14 +174,23 @@ def clipped_share(audio: np.ndarray, peak: float) -> float:
     return flat / len(audio)
 
 
-def _noise_burst(frames: np.ndarray, level: np.ndarray) -> tuple[float, float] | None:
-    """The longest run of loud frames whose spectrum is flat like noise (speech is never flat for long)."""
+def _flatness(spectrum: np.ndarray) -> np.ndarray:
+    return np.exp(np.mean(np.log(spectrum), axis=1)) / np.mean(spectrum, axis=1)
+
+
+def _noise_burst(frames: np.ndarray, level: np.ndarray, rate: int) -> tuple[float, float] | None:
+    """The longest run of loud frames whose spectrum is flat like noise (speech is never flat for long), over the
+    whole band or over its 4-10 kHz part (where noise mixed into speech still shows)."""
     if not len(frames):
         return None
-    spectrum = np.abs(np.fft.rfft(frames * np.hanning(frames.shape[1]), axis=1))[:, 1:] ** 2 + 1e-12
-    flatness = np.exp(np.mean(np.log(spectrum), axis=1)) / np.mean(spectrum, axis=1)
-    runs = _runs((flatness > o.QA_NOISE_FLATNESS) & (level > o.QA_NOISE_DB))
-    long = [(s, n) for s, n in runs if n * _FRAME >= o.QA_NOISE_SECONDS]
+    spectrum = np.abs(np.fft.rfft(frames * np.hanning(frames.shape[1]), axis=1)) ** 2 + 1e-12
+    freqs = np.fft.rfftfreq(frames.shape[1], 1 / rate)
+    loud = level > o.QA_NOISE_DB
+    runs = [(s, n) for s, n in _runs((_flatness(spectrum[:, 1:]) > o.QA_NOISE_FLATNESS) & loud) if n * _FRAME >= o.QA_NOISE_SECONDS]
+    band = (freqs >= _HF_BAND[0]) & (freqs <= min(_HF_BAND[1], rate / 2))
+    if band.sum() >= 4:
+        runs += [(s, n) for s, n in _runs((_flatness(spectrum[:, band]) > _HF_FLATNESS) & loud) if n * _FRAME >= _HF_SECONDS]
+    long = runs
     if not long:
         return None
     start, n = max(long, key=lambda r: r[1])
@@ -223,7 +254,7 @@ class Checker:
         heard = self.asr.transcribe(speech, rate, expected.language)
         wer, metric = None, "wer"
         if not _SUNG.search(expected.text):  # sung or hummed passages: Whisper cannot be held to the words
-            wer, text, metric = text_reasons(expected.text, heard)
+            wer, text, metric = text_reasons(expected.text, heard, len(speech) / rate, expected.window)
             reasons = text + reasons
             reasons += rate_reasons(len(tokens(expected.text)), len(speech) / rate, expected.window) if metric == "wer" else []
         similarity = None

@@ -48,6 +48,10 @@ def test_numbers_are_normalised_the_same_way_on_both_sides():
     assert text_reasons("He paid one thousand eight hundred thirty-one pounds.", "He paid 1831 pounds.")[:2] == (0.0, [])
     assert text_reasons("It is.", "I did it.")[1] == []  # too short to judge by ear ...
     assert text_reasons("It is.", "")[1][0].startswith("text: nothing was heard")  # ... unless nothing was heard
+    assert text_reasons("It is.", "The boats came home.")[1][0].startswith("text: none of the 2")  # ... or none of it
+    # a short chunk that lost its last word: truncated only when its speech is also too short for its words
+    assert text_reasons("Come home now.", "Come home.", 1.2)[1] == []
+    assert text_reasons("Come home now.", "Come home.", 0.4)[1][0].startswith("truncated: the last 1 of 3")
 
 
 def test_alignment_tells_truncation_from_invention():
@@ -109,6 +113,22 @@ def test_damaged_renders_are_flagged_with_the_right_reasons(takes, checker):
         verdict = checker.check(wav, SAMPLE_RATE, _expected(text, voice))
         assert not verdict.passed and reason in reasons(verdict), (reason, verdict)
     assert "truncated" not in reasons(checker.check(takes[1][2], SAMPLE_RATE, _expected(text, voice)))
+
+
+def test_short_chunks_are_judged_too(checker):
+    """A two-word chunk: clean it passes; another text in its place, a cut mid-word, or noise over it is caught."""
+    engine = engines.create("piper")
+    short, other = (resample(engine.synthesize(engines.ChunkRequest(i, "N", t, resolve("ava"), 5)).audio, engine.sample_rate, SAMPLE_RATE)
+                    for i, t in enumerate(("Good morning.", "The lighthouse keeper rowed across the bay.")))
+    assert checker.check(short, SAMPLE_RATE, _expected("Good morning.", "ava")).passed
+    noisy = short.copy()
+    noisy[len(short) // 4: len(short) * 3 // 4] += np.random.default_rng(5).normal(0, 0.25, len(short) * 3 // 4 - len(short) // 4).astype(np.float32)
+    from higgs_cli.audio import trim_silence
+
+    speech = trim_silence(short, SAMPLE_RATE)
+    for reason, wav in {"text": other, "truncated": speech[: len(speech) // 2], "noise": np.clip(noisy, -1, 1)}.items():
+        verdict = checker.check(wav, SAMPLE_RATE, _expected("Good morning.", "ava"))
+        assert not verdict.passed and reason in reasons(verdict), (reason, verdict)
 
 
 def test_voice_check_tells_another_voice_from_the_same(takes):
