@@ -1,8 +1,8 @@
 """The quality gate's checks: one rendered chunk -> a Verdict (passed, error rate, what was heard, reasons).
 
 Checks, each adding a reason that starts with its name: `text` (word error rate, or character error rate
-for CJK, against the words the engine was given), `truncated` (expected words missing at the end),
-`invented` (heard words that are not in the text), `rate` (speaking rate outside the voice's window),
+for CJK, against the words the engine was given, or none of them heard), `truncated` (expected words
+missing at the end, or speech that stops abruptly), `invented` (heard words that are not in the text), `rate` (speaking rate outside the voice's window),
 `silent`, `clipping` (flat tops), `gap` (a long silence inside the speech), `noise` (a burst of loud broadband noise)
 and, for engines that clone or sample a voice, `voice` (speaker-embedding similarity to the voice's clip
 or anchor). A chunk passes when no check gives a reason.
