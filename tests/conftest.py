@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
+
+# A run started from a non-interactive shell's background job (`cmd &`) inherits SIGINT ignored, and so would every
+# CLI process the tests start, so the Ctrl-C tests would test nothing. A Python-level handler here is reset to the
+# default in each child at exec, so children see Ctrl-C as a user's terminal would send it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "higgs-audio-examples"
 
