@@ -262,14 +262,6 @@ def load(text: str, fmt: str = "auto", source: str | None = None, clean: object 
 
 def read(path, fmt: str = "auto", clean: object | None = None):
     """Read a script file (UTF-8) in any supported format; errors carry `file:line`."""
-    from .transcript import decode_transcript
+    from .transcript import read_text
 
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as e:
-        raise TranscriptError("file not found; check the path given to --transcript", str(path)) from e
-    except IsADirectoryError as e:
-        raise TranscriptError("is a directory; give a transcript file", str(path)) from e
-    except OSError as e:
-        raise TranscriptError(f"cannot read ({e.strerror}); check permissions", str(path)) from e
-    return load(decode_transcript(data, str(path)), fmt, str(path), clean)
+    return load(read_text(path), fmt, str(path), clean)

@@ -174,8 +174,8 @@ def _decode_utf16_32(data: bytes, path: str | None) -> str | None:
     return None
 
 
-def read_transcript(path: Path) -> Script:
-    """Read and parse a transcript file; errors carry `file:line`."""
+def read_text(path: Path) -> str:
+    """A transcript file's text (UTF-8, or UTF-16/32 with a byte-order mark); errors name the file and the fix."""
     try:
         data = path.read_bytes()
     except FileNotFoundError as e:
@@ -184,7 +184,12 @@ def read_transcript(path: Path) -> Script:
         raise TranscriptError("is a directory; give a transcript file", str(path)) from e
     except OSError as e:
         raise TranscriptError(f"cannot read ({e.strerror}); check permissions", str(path)) from e
-    return parse_transcript(decode_transcript(data, str(path)), str(path))
+    return decode_transcript(data, str(path))
+
+
+def read_transcript(path: Path) -> Script:
+    """Read and parse a transcript file; errors carry `file:line`."""
+    return parse_transcript(read_text(path), str(path))
 
 
 def parse_transcript(text: str, source: str | None = None) -> Script:
