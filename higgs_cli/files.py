@@ -91,3 +91,12 @@ def check_not_input(output: Path, inputs: Mapping[str, Path | str | None], what:
             continue
         if same_file(Path(output), Path(source)):
             raise OutputError(f"{output}: the {what} is also the {label}; writing it would destroy that file; choose another {what} name")
+
+
+def check_writable(path: Path, label: str, error: type[Exception] = OutputError) -> None:
+    """Before any work: the file at `path` could be created or replaced (its folder exists and is writable)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise error(f"{label} {path}: folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise error(f"{label} {path}: cannot write in {parent} (permission denied); choose another folder")

@@ -98,17 +98,13 @@ def manifest_mismatch(doc: dict[str, Any], duration: float) -> str | None:
 
 def check_png_path(png: Path) -> None:
     """Before measuring: the timeline can be written where asked."""
-    import os
+    from .files import check_writable
 
     if png.suffix.lower() != ".png":
         raise InspectError(f"--png {png}: give a file name ending in .png")
     if png.is_dir():
         raise InspectError(f"--png {png}: is a directory; give a file name such as {png / 'timeline.png'}")
-    parent = png.parent if str(png.parent) else Path(".")
-    if not parent.is_dir():
-        raise InspectError(f"--png {png}: folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK) or (png.exists() and not os.access(png, os.W_OK)):
-        raise InspectError(f"--png {png}: cannot write in {parent} (permission denied); choose another folder")
+    check_writable(png, "--png", InspectError)
 
 
 def flagged_chunks(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputError
+from .files import check_writable
 from .options import SUBTITLE_LINE_CHARS, SUBTITLE_MAX_CHARS, SUBTITLE_MAX_SECONDS
 
 SUBTITLE_FORMATS = (".srt", ".vtt")
@@ -114,11 +115,7 @@ def check_subtitle_path(path: Path) -> None:
         raise OutputError(f"--subtitles {path}: is a directory; give a file name such as {path / 'out.srt'}")
     if path.suffix.lower() not in SUBTITLE_FORMATS:
         raise OutputError(f"{path}: unsupported subtitle format {path.suffix or '(none)'!r}; use .srt or .vtt")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"--subtitles {path}: folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise OutputError(f"--subtitles {path}: cannot write in {parent} (permission denied); choose another folder")
+    check_writable(path, "--subtitles")
 
 
 def write_subtitles(chunks: Iterable[Mapping[str, Any]], path: Path, offset: float = 0.0, speakers: bool = True) -> int:
