@@ -161,6 +161,9 @@ class AudioWriter:
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
             Path(self._tmp).unlink(missing_ok=True)
             raise _write_error(self.path, e, self._tmp) from e
+        except BaseException:  # Ctrl-C or SIGTERM while opening: __exit__ will not run, so the temp file goes here
+            Path(self._tmp).unlink(missing_ok=True)
+            raise
         return self
 
     def write(self, audio: np.ndarray) -> None:
