@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
+from .interrupts import heavy_import
 
 ASR_RATE = 16_000  # Whisper hears 16 kHz mono
 _MODELS: dict[tuple[str, str], Any] = {}
@@ -189,7 +190,7 @@ def _load(spec: str | None, device: str) -> Any:
     with _LOCK:
         if (path, device) not in _MODELS:
             try:
-                from faster_whisper import WhisperModel
+                WhisperModel = heavy_import("faster_whisper").WhisperModel
             except ImportError as e:
                 raise QaUnavailable("the quality gate needs faster-whisper: pip install 'higgs-cli[qa]' (`make install-higgs` includes it), "
                                     "or pass --qa off") from e

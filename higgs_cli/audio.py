@@ -13,6 +13,7 @@ from types import TracebackType
 import numpy as np
 
 from .errors import OutputError, UsageError
+from .interrupts import heavy_import
 from .options import FADE_SECONDS, OUTPUT_FORMATS, SILENCE_DB
 
 _QUIET = {"lock": threading.Lock(), "depth": 0, "saved": -1}
@@ -70,7 +71,7 @@ def resample(audio: np.ndarray, rate_in: float, rate_out: int) -> np.ndarray:
     """High-quality resampling with soxr; a no-op when the rates agree."""
     if abs(rate_in - rate_out) < 1e-6 or audio.size == 0:
         return audio.astype(np.float32, copy=False)
-    import soxr
+    soxr = heavy_import("soxr")  # a nanobind extension: a Ctrl-C during its import must not abort
 
     return soxr.resample(audio, rate_in, rate_out, quality="HQ").astype(np.float32, copy=False)
 

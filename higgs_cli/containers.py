@@ -15,6 +15,7 @@ import numpy as np
 
 from .audio import AudioWriter, check_output_path, check_writable, decoder_quiet
 from .errors import OutputError, RenderError, UsageError
+from .interrupts import heavy_import
 from .options import AAC_BITRATE, BLOCK_FRAMES, CONTAINER_FORMATS, SAMPLE_RATE
 
 
@@ -130,8 +131,8 @@ def read_blocks(path: Path, rate: int = SAMPLE_RATE, block: int = BLOCK_FRAMES) 
 
 def _soundfile_blocks(path: Path, source_rate: int, rate: int, block: int) -> Iterator[np.ndarray]:
     import soundfile as sf
-    import soxr
 
+    soxr = heavy_import("soxr")
     stream = None if source_rate == rate else soxr.ResampleStream(source_rate, rate, 1, dtype="float32", quality="HQ")
     with decoder_quiet(path):
         f = sf.SoundFile(str(path))

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .interrupts import heavy_import
+
 RATE = 16_000
 N_FFT = 400  # 25 ms
 HOP = 160  # 10 ms
@@ -76,7 +78,7 @@ def partials(mel: np.ndarray) -> np.ndarray:
 
 
 def _encoder() -> Any:
-    import torch
+    torch = heavy_import("torch")
 
     class Encoder(torch.nn.Module):
         def __init__(self) -> None:

@@ -135,3 +135,52 @@ def test_a_subtitles_folder_removed_mid_render_leaves_no_audio(tmp_path):
     with pytest.raises(OutputError, match="subs"):
         render(plan, tmp_path / "out.wav", on_progress=lambda p: shutil.rmtree(subs, ignore_errors=True), subtitles=subs / "out.srt")
     assert list(tmp_path.iterdir()) == []
+
+
+# A Ctrl-C that lands while onnx's nanobind extension runs Python code during its import (it builds enums)
+# used to abort the process ("terminate called after throwing ... nanobind::python_error", exit -6): CI saw it.
+# The audit hook arms a profiler when that import starts; the profiler sends SIGINT at its first enum call.
+_CTRL_C_INSIDE_ONNX_IMPORT = """
+import os, signal, sys
+fired = []
+def audit(event, args):
+    if event == "import" and args[0] == "onnx.onnx_cpp2py_export" and not fired:
+        sys.setprofile(profile)
+def profile(frame, event, arg):
+    if event == "call" and frame.f_code.co_filename.endswith("enum.py") and not fired:
+        fired.append(1); sys.setprofile(None); os.kill(os.getpid(), signal.SIGINT)
+sys.addaudithook(audit)
+from higgs_cli.engines import create
+try:
+    create("piper")
+except KeyboardInterrupt:
+    print("stopped after the import" if fired and "onnx" in sys.modules else "stopped elsewhere")
+    sys.exit(130)
+print("never interrupted", fired)
+"""
+
+
+def test_ctrl_c_inside_a_native_import_stops_cleanly_instead_of_aborting():
+    proc = subprocess.run([sys.executable, "-c", _CTRL_C_INSIDE_ONNX_IMPORT], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout.strip()) == (130, "stopped after the import"), proc.stderr[-800:]
+    assert "terminate called" not in proc.stderr
+
+
+def test_held_signals_arrive_when_the_block_ends_with_their_own_handlers():
+    from higgs_cli.interrupts import held
+
+    got: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with held():
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+                assert got == []  # nothing delivered inside the block
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with held():
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert got == [signal.SIGTERM]  # the SIGTERM handler is back and ran once
+    finally:
+        signal.signal(signal.SIGTERM, previous)

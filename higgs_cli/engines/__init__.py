@@ -11,6 +11,7 @@ Adding an engine means one module here plus one line in `_REGISTRY`.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class Engine(ABC):
     conditions_on_cast: ClassVar[bool] = False  # does a chunk's audio depend on the other speakers' voices?
     batches: ClassVar[bool] = False  # does render_batch() do better than chunk after chunk?
     process_global: ClassVar[bool] = False  # one synthesiser per process (a C library's global state): share one instance
+    native_modules: ClassVar[tuple[str, ...]] = ()  # imported by create() with Ctrl-C held: see interrupts.py
     sample_rate: int
 
     @classmethod
@@ -202,4 +204,11 @@ def choose(requested: str, settings: Any = None) -> tuple[str, str | None]:
 
 def create(name: str, settings: Any = None) -> Engine:
     """Instantiate an engine by name with engine settings (only the higgs engine reads them)."""
-    return engine_class(name)(settings)
+    from ..interrupts import held
+
+    cls = engine_class(name)
+    with held():  # a Ctrl-C inside a native extension's import would abort the process instead of stopping it
+        for module in cls.native_modules:
+            if importlib.util.find_spec(module) is not None:  # a missing one is the engine's own error to report
+                importlib.import_module(module)
+    return cls(settings)

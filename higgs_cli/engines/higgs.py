@@ -129,6 +129,7 @@ class HiggsEngine(Engine):
     """Renders chunks with Higgs Audio v2; keeps per-job anchors and per-chain context as audio codes."""
 
     name = "higgs"
+    native_modules = ("torch", "transformers")
     summary = "Boson AI Higgs Audio v2 (transformers), voice cloning; needs a CUDA GPU and the weights"
     clones = True
     conditions_on_cast = True  # every prompt describes every speaker of the job

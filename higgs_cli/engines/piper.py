@@ -63,6 +63,7 @@ F0_FLOOR, F0_CEIL = 60.0, 200.0  # the source voice (joe) speaks in this range; 
 
 class PiperEngine(Engine):
     name = "piper"
+    native_modules = ("onnxruntime", "onnx", "piper", "hibari")
     summary = "neural CPU voices: Piper's joe (CC0) and hibari's heart (Apache-2.0), reshaped per voice"
     reproducible = True  # noise comes from a seeded generator (see module docstring)
     parallel = True
