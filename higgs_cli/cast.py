@@ -29,6 +29,7 @@ _WORDS = {
                 "widower", "nephew", "mr", "sir", "lord", "male", "masculine", "he", "him", "his"),
 }
 _TITLES = {w: g for g, words in _WORDS.items() for w in words if w in ("mrs", "miss", "ms", "madam", "lady", "queen", "mr", "sir", "lord", "king")}
+_NEUTRAL_TITLES = ("dr", "doctor", "prof", "professor", "capt", "captain", "rev", "reverend", "judge", "officer", "detective", "agent")
 _NOUN = r"(?P<noun>" + "|".join(w for words in _WORDS.values() for w in words if w not in ("she", "her", "he", "him", "his")) + r")"
 
 
@@ -104,6 +105,7 @@ def infer_gender(speaker: str, text: str = "", description: str | None = None) -
     for w in words:
         if w in _TITLES:
             return _TITLES[w], f"the tag's title {w.upper()} is {_TITLES[w]}"
+    words = [w for w in words if w not in _NEUTRAL_TITLES] or words  # "Dr. Ada Lovelace": the first name is Ada
     if not words or re.fullmatch(r"speaker\d*", words[0]):
         return None, "the tag is not a name"
     verdict = _detector().get_gender(words[0].capitalize())
@@ -115,11 +117,18 @@ def infer_gender(speaker: str, text: str = "", description: str | None = None) -
 
 
 def cast(speakers: tuple[str, ...], mapping: dict[str, str], default: str | None, distinct: bool, text: str = "",
-         descriptions: dict[str, str] | None = None) -> Casting:
-    """Give every speaker a voice: explicit mapping first, then the default, then picks of the fitting gender."""
+         descriptions: dict[str, str] | None = None, names: dict[str, str] | None = None) -> Casting:
+    """Give every speaker a voice: explicit mapping first, then the default, then picks of the fitting gender.
+
+    `names` (SPEAKERn -> the name a converted script gave it) lets the mapping say `ALICE` for SPEAKER0 and lets
+    casting guess a gender from the name.
+    """
+    names = names or {}
+    mapping = by_name(mapping, names)
     unknown = sorted(set(mapping) - set(speakers))
     if unknown:
-        raise VoiceError(f"--voice maps speaker {unknown[0]} which is not in the transcript; speakers are: {', '.join(speakers)}")
+        known = ", ".join(f"{s} ({names[s]})" if s in names else s for s in speakers)
+        raise VoiceError(f"--voice maps speaker {unknown[0]} which is not in the transcript; speakers are: {known}")
     chosen = {spk: resolve(spec) for spk, spec in mapping.items()}
     why = {spk: "mapped explicitly" for spk in chosen}
     taken = {v.name for v in chosen.values()}
@@ -131,7 +140,7 @@ def cast(speakers: tuple[str, ...], mapping: dict[str, str], default: str | None
         if default and (not distinct or default not in taken):
             chosen[spk], why[spk] = resolve(default), "the default voice"
         else:
-            gender, reason = infer_gender(spk, text, (descriptions or {}).get(spk))
+            gender, reason = infer_gender(names.get(spk, spk), text, (descriptions or {}).get(spk))
             if gender is None:
                 gender, anonymous = (MASCULINE, FEMININE)[anonymous % 2], anonymous + 1
                 reason += f"; alternating, so {gender}"
@@ -139,6 +148,12 @@ def cast(speakers: tuple[str, ...], mapping: dict[str, str], default: str | None
             why[spk] = f"{reason} -> a {gender} voice"
         taken.add(chosen[spk].name)
     return Casting({spk: chosen[spk] for spk in speakers}, {spk: why[spk] for spk in speakers})
+
+
+def by_name(mapping: dict[str, str], names: dict[str, str]) -> dict[str, str]:
+    """Mapping keys that name a speaker (`ALICE`, `DR. SMITH`: upper-cased as --voice gives them) -> that speaker's SPEAKERn."""
+    ours = {" ".join(name.split()).upper(): spk for spk, name in names.items()}
+    return {ours.get(" ".join(key.split()).upper(), key): voice for key, voice in mapping.items()}
 
 
 def _next_voice(gender: str, taken: set[str], autos) -> Voice:

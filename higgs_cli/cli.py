@@ -382,7 +382,8 @@ def _print_plan(doc: dict) -> None:
 
     err.print(f"engine {doc['engine']}; {len(doc['chunks'])} chunks, {doc['words']} words")
     for spk, v in doc["speakers"].items():
-        err.print(escape(f"  {spk} -> {v['voice']} ({v['source']}" + (f"; {v['why']})" if v.get("why") else ")")), soft_wrap=True)
+        who = f"{spk} ({v['name']})" if v.get("name") else spk
+        err.print(escape(f"  {who} -> {v['voice']} ({v['source']}" + (f"; {v['why']})" if v.get("why") else ")")), soft_wrap=True)
     table = Table("#", "speaker", "voice", "words", "seed", "text", show_edge=False)
     for c in doc["chunks"]:
         table.add_row(str(c["index"]), c["speaker"], c["voice"], str(c["words"]), str(c["seed"]), c["text"][:70])

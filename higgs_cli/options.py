@@ -198,7 +198,7 @@ class FinishOptions:
 
 
 # --- reading inputs: script formats, text cleaned for speech, lexicon (scripts.py, textclean.py, lexicon.py) -----------
-SCRIPT_FORMATS = ("auto", "higgs", "speaker-colon", "inline-s", "jsonl")
+SCRIPT_FORMATS = ("auto", "higgs", "speaker-colon", "inline-s", "jsonl", "name-colon")
 EMOJI_MODES = ("remove", "name", "keep")
 NUMBER_MODES = ("auto", "words", "keep")
 # What `--numbers auto` does per engine: "words" reads English numbers, dates and currencies out before the engine

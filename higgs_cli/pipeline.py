@@ -73,7 +73,8 @@ def make_plan(script: Script, options: RenderOptions, engine: str, voices: dict[
     if voices is not None:
         voices = {spk: voices[spk] for spk in script.speakers}
     else:
-        casting = cast(script.speakers, options.voices, options.default_voice, options.distinct, script_text(script), options.descriptions)
+        casting = cast(script.speakers, options.voices, options.default_voice, options.distinct, script_text(script), options.descriptions,
+                       script.names)
         voices, why = casting.voices, casting.why
     check_cast(voices, engine)
     chunks, notes = spoken_chunks(chunks, voices, options, engine)
@@ -187,7 +188,8 @@ def manifest(plan: Plan, output: Path | None, keys: list[str] | None = None, tim
         "seed": plan.options.seed,
         "words": sum(c.words for c in plan.chunks),
         "speakers": {spk: {"voice": v.name, "source": v.source, "description": v.description,
-                           "settings": v.settings(plan.engine), "gender": v.gender, "why": plan.why.get(spk)} for spk, v in plan.cast.items()},
+                           "settings": v.settings(plan.engine), "gender": v.gender, "why": plan.why.get(spk),
+                           **({"name": plan.script.names[spk]} if spk in plan.script.names else {})} for spk, v in plan.cast.items()},
     }
     anchors = cls.anchors(plan)
     if anchors:  # rendered once per voice and seed, never heard: what clip-less voices are pinned to

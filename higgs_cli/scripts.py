@@ -5,6 +5,8 @@ Formats:
   speaker-colon  VibeVoice-style `Speaker 1: text` lines
   inline-s       Dia / MOSS-TTSD-style `[S1] ... [S2] ...` (several turns on one line), and `[Speaker 1]`,
                  `[speaker1]`, `[spk 2]` tags in any case
+  name-colon     podcast / screenplay lines opening with a speaker's name: `Alice: text`, `DR. SMITH: text`
+                 (detected conservatively, see namescripts.py)
   jsonl          one JSON object per line (or a JSON array of them) with a text field and, if present,
                  a speaker field; a text holding inline tags is read as inline-s
 
@@ -21,9 +23,10 @@ from dataclasses import dataclass, field
 
 from .errors import TranscriptError
 
-FORMATS = ("auto", "higgs", "speaker-colon", "inline-s", "jsonl")
+FORMATS = ("auto", "higgs", "speaker-colon", "inline-s", "jsonl", "name-colon")
 FORMAT_NAMES = {"higgs": "higgs transcript", "speaker-colon": "`Speaker N:` script (VibeVoice style)",
-                "inline-s": "inline `[S1]`/`[Speaker 1]` script (Dia / MOSS-TTSD style)", "jsonl": "JSONL script"}
+                "inline-s": "inline `[S1]`/`[Speaker 1]` script (Dia / MOSS-TTSD style)", "jsonl": "JSONL script",
+                "name-colon": "`Name:` script (podcast / screenplay style)"}
 
 _COLON = re.compile(r"^\s*(?:\*\*)?speaker\s*(?P<num>\d+)\s*(?:\*\*)?\s*:\s*(?:\*\*)?", re.I)
 _INLINE = re.compile(r"\[(?:s|spk|speaker)[\s_-]*(?P<num>\d+)\]", re.I)
@@ -60,6 +63,7 @@ class Converted:
     lines: tuple[int, ...]  # lines[i] = source line (1-based) of output line i + 1
     speakers: dict[str, str] = field(default_factory=dict)  # their label -> ours
     notes: tuple[Note, ...] = ()
+    names: dict[str, str] = field(default_factory=dict)  # ours -> the speaker's name as written, where it has one
 
     def source_line(self, line: int) -> int:
         return self.lines[line - 1] if 0 < line <= len(self.lines) else line
@@ -81,7 +85,16 @@ def detect(text: str) -> str:
         tags = list(_INLINE.finditer(ln))
         if tags and _INLINE.match(ln.lstrip()) and (len(tags) > 1 or not _NATIVE.match(ln)):
             return "inline-s"
+    from .namescripts import judge
+
+    lines = text.split("\n")
+    if judge(lines, _body(lines)).named:
+        return "name-colon"
     return "higgs"
+
+
+def _body(lines: list[str]) -> set[int]:
+    return {i for i, ln in enumerate(lines) if ln.strip() and not _HEADING.match(ln)}
 
 
 def convert(text: str, fmt: str = "auto", source: str | None = None) -> Converted:
@@ -93,9 +106,11 @@ def convert(text: str, fmt: str = "auto", source: str | None = None) -> Converte
     if found == "higgs":
         if fmt == "auto":
             _no_json(lines, source)
-        return Converted(text, "higgs", tuple(range(1, len(lines) + 1)))
+        return Converted(text, "higgs", tuple(range(1, len(lines) + 1)), notes=_near_named(lines) if fmt == "auto" else ())
     if found == "jsonl":
         return _from_json(text, source)
+    if found == "name-colon":
+        return _from_names(lines, fmt == "name-colon", source)
     pattern = _COLON if found == "speaker-colon" else _INLINE
     labels = sorted({int(m.group("num")) for ln in lines for m in _tags(pattern, ln, found)})
     if not labels:
@@ -115,6 +130,46 @@ def convert(text: str, fmt: str = "auto", source: str | None = None) -> Converte
             written.setdefault(int(m.group("num")), m.group(0).strip(" \t*:"))
     speakers = {written.get(n, _label(found, n)): ours[n] for n in labels}
     return Converted("\n".join(out), found, tuple(where), speakers, tuple(notes))
+
+
+def _near_named(lines: list[str]) -> tuple[Note, ...]:
+    """A warning when a text nearly reads as a `Name:` script (names open most lines, but none is used twice)."""
+    from .namescripts import judge
+
+    verdict = judge(lines, _body(lines))
+    if verdict.near_line is None:
+        return ()
+    return (Note(verdict.near_line, "warning", f"lines open with names like {verdict.near_name + ':'!r} but too few are reused to be "
+                                               "sure they are speakers; read as text (force it with --format name-colon)"),)
+
+
+def _from_names(lines: list[str], forced: bool, source: str | None) -> Converted:
+    """`Alice: text` lines -> `[SPEAKER0] text`; names in order of first appearance; checks noted per line."""
+    from .namescripts import notes_for, speakers, tag
+
+    ours, names = speakers(lines, forced)
+    if not ours:
+        raise TranscriptError("no `Name:` speaker tags found (a capitalised name and a colon opening a line); "
+                              "use --format auto or fix the tags", source)
+    out, notes = [], []
+    for number, line in enumerate(lines, start=1):
+        t = tag(line)
+        if t is None or t.key not in ours:
+            out.append(line)
+            continue
+        said = line[t.end:].strip()
+        if t.cue:
+            cue, cue_notes = _cues(f"({t.cue.strip()})", number)
+            if not cue_notes:
+                cue_notes = [Note(number, "removed", f"({t.cue.strip()}): a direction, not spoken")]
+                cue = ""
+            said, notes = f"{cue.strip()} {said}".strip(), notes + cue_notes
+        piece, cue_notes = _cues(said, number)
+        out.append(f"[{ours[t.key]}] {piece}".rstrip())
+        notes += cue_notes
+    notes += [Note(line, kind, message) for line, kind, message in notes_for(lines, ours, names, forced)]
+    speakers_seen = {names[s]: s for s in ours.values()}
+    return Converted("\n".join(out), "name-colon", tuple(range(1, len(lines) + 1)), speakers_seen, tuple(notes), names)
 
 
 def _no_json(lines: list[str], source: str | None) -> None:
@@ -228,7 +283,8 @@ def _from_json(text: str, source: str | None) -> Converted:
             out += [piece, ""]  # each record is its own paragraph
             where += [number, number]
     speakers = {**{f"speaker {n!r}": s for n, s in ours.items()}, **{f"[S{n}]": s for n, s in inline_ours.items()}}
-    return Converted("\n".join(out), "jsonl", tuple(where), speakers, tuple(notes))
+    given = {s: n for n, s in ours.items() if not n.strip().lstrip("-").isdigit()}  # `--voice host=ava` works too
+    return Converted("\n".join(out), "jsonl", tuple(where), speakers, tuple(notes), given)
 
 
 def load(text: str, fmt: str = "auto", source: str | None = None, clean: object | None = None):
@@ -257,7 +313,7 @@ def load(text: str, fmt: str = "auto", source: str | None = None, clean: object 
     segments = tuple(replace(s, line=converted.source_line(s.line)) for s in script.segments)
     notes += [replace(n, line=converted.source_line(n.line)) if n.line else n for n in script.notes]  # the parser's warnings
     notes.sort(key=lambda n: (n.line or 0))
-    return replace(script, segments=segments, notes=tuple(notes), format=converted.format)
+    return replace(script, segments=segments, notes=tuple(notes), format=converted.format, names=converted.names)
 
 
 def read(path, fmt: str = "auto", clean: object | None = None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ class Script:
     source: str | None = None
     notes: tuple[Any, ...] = ()  # scripts.Note: what reading the input converted, removed or guessed, per line
     format: str = "higgs"  # the input's script format (scripts.FORMATS)
+    names: dict[str, str] = field(default_factory=dict)  # SPEAKERn -> the name a converted script gave it (`Alice:`)
 
     @property
     def words(self) -> int:
