@@ -305,7 +305,10 @@ _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _MD_ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+\S")
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
 _PLAIN_CHAPTER = re.compile(r"^\s*((chapter|book|part|volume|letter|canto)\s+([IVXLC]+|\d+|[a-z]+(-[a-z]+)?)\b.*|"
-                            r"[IVXLC]+\.?|(prologue|epilogue|preface|introduction|foreword)\b.*)\s*$", re.I)
+                            r"(prologue|epilogue|preface|introduction|foreword)\b.*)\s*$", re.I)
+# a bare chapter number on its own line: "1", "12.", "II", "XIV." (a chapter only as part of a sequence, see _numbered)
+_BARE_NUMBER = re.compile(r"^\s*(?:(?P<digits>\d{1,3})|(?P<roman>[IVXLC]{1,7}))\.?\s*$")
+_ROMAN = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100}
 # a line holding only a page number: digits, or lower-case roman (front matter); upper-case roman lines are chapter headings
 _PAGE_NUMBER = re.compile(r"^\s*(?:[-–—]\s*)?(?:\d{1,4}|[ivxlc]{1,6})(?:\s*[-–—])?\s*$|^\s*\[(?i:Pg|Page|p\.)\s*\w+\]\s*$")
 _INLINE_PAGE = re.compile(r"\s*\[(?:Pg|Page)\s*\w+\]\s*", re.I)
@@ -381,14 +384,19 @@ def _read_plain(path: Path, text: str) -> Book:
         found = re.search(r"^Language:\s*(.+)$", head, re.M)
         book.language = {"english": "en"}.get(found.group(1).strip().lower(), found.group(1).strip()) if found else None
     lines = body.split("\n")
+    numbered = _numbered(lines, book.notes, len(head.split("\n")) - 1 if head else 0)
     counts: dict[str, int] = {}
-    for ln in lines:
-        if ln.strip() and len(ln.strip()) <= 60:
+    for i, ln in enumerate(lines):
+        if ln.strip() and len(ln.strip()) <= 60 and i not in numbered:
             counts[ln.strip()] = counts.get(ln.strip(), 0) + 1
     heads = {ln for ln, n in counts.items() if n >= 3 and ln.upper() == ln and not _PLAIN_CHAPTER.match(ln) and _WORD.search(ln)}
     removed = {"page numbers": 0, "running heads": 0, "illustration and footnote marks": 0}
-    kept = []
-    for ln in lines:
+    kept, chapter_lines = [], set()
+    for i, ln in enumerate(lines):
+        if i in numbered:
+            chapter_lines.add(len(kept))
+            kept.append(ln.strip())
+            continue
         if ln.strip() and _PAGE_NUMBER.match(ln):
             removed["page numbers"] += 1
             continue
@@ -405,7 +413,7 @@ def _read_plain(path: Path, text: str) -> Book:
     current: list[str] = []
     for i, ln in enumerate(kept + [""]):
         alone = (i == 0 or not kept[i - 1].strip()) and (i + 1 >= len(kept) or not kept[i + 1].strip() or _title_line(kept, i))
-        if i < len(kept) and _PLAIN_CHAPTER.match(ln) and alone:
+        if i < len(kept) and ((_PLAIN_CHAPTER.match(ln) and alone) or i in chapter_lines):
             if _paragraphs(current):
                 book.parts.append(Part(title or "Opening", _paragraphs(current)))
             title, current = ln.strip(), []
@@ -413,6 +421,11 @@ def _read_plain(path: Path, text: str) -> Book:
         current.append(ln)
     if _paragraphs(current):
         book.parts.append(Part(title or (book.title or path.stem), _paragraphs(current)))
+    opening = next((p for p in book.parts if p.kind == "chapter"), None)
+    if opening and opening.title == "Opening" and len(opening.paragraphs) == 1 and len(opening.paragraphs[0].split()) <= 10 and not book.title:
+        book.title = opening.paragraphs[0].rstrip(".")  # a short line before the first chapter is the book's title
+        book.parts.remove(opening)
+        book.notes.append(f"title taken from the line before the first chapter: {book.title!r}")
     for part in book.parts:
         if part.kind == "chapter" and part.paragraphs and len(part.paragraphs[0].split()) <= 10 and not part.paragraphs[0].endswith("."):
             sep = " " if part.title.endswith((".", ":")) else ". "
@@ -421,6 +434,65 @@ def _read_plain(path: Path, text: str) -> Book:
         book.parts.append(Part("Project Gutenberg licence", _paragraphs(tail.split("\n")), "licence"))
     book.source_words = len(_WORD.findall(text))
     return book
+
+
+def _numbered(lines: list[str], notes: list[str], offset: int = 0) -> set[int]:
+    """Indexes of bare chapter numbers ("1", "II.") standing alone between paragraphs, when they count up from 1.
+
+    One style (digits or roman) whose numbers go 1, 2, 3... (restarting at 1 is allowed: books in parts), each at a
+    paragraph boundary (the text before ends a sentence, the text after starts one); a page number breaking a
+    sentence, or numbers out of order, mean they are not chapters. What was guessed goes into `notes`.
+    """
+    found: dict[str, list[tuple[int, int]]] = {"digits": [], "roman": []}
+    for i, ln in enumerate(lines):
+        m = _BARE_NUMBER.match(ln)
+        if m and (i == 0 or not lines[i - 1].strip()) and (i + 1 >= len(lines) or not lines[i + 1].strip() or _title_line(lines, i)):
+            style = "digits" if m.group("digits") else "roman"
+            value = int(m.group("digits")) if m.group("digits") else _roman_value(m.group("roman"))
+            if value:
+                found[style].append((i, value))
+    for seq in found.values():
+        values = [v for _, v in seq]
+        if len(seq) < 2 or max(values) < 2:
+            continue
+        steps = [b == a + 1 or b == 1 for a, b in zip(values, values[1:])]
+        bad = next((i for i, _ in seq if not _at_boundary(lines, i)), None)
+        if values[0] == 1 and all(steps) and bad is None:
+            shown = ", ".join(lines[i].strip() for i, _ in seq[:4]) + (f" ... {lines[seq[-1][0]].strip()}" if len(seq) > 4 else "")
+            notes.append(f"chapters guessed from {len(seq)} bare numbers on their own lines ({shown})")
+            return {i for i, _ in seq}
+        if values[0] == 1 and sum(steps) >= len(steps) / 2:
+            line = (bad if bad is not None else seq[steps.index(False) + 1][0]) + 1 + offset
+            why = "it breaks a sentence" if bad is not None else "the numbers do not count up"
+            notes.append(f"bare numbers on their own lines look like chapter numbers but are not read as chapters: "
+                         f"at line {line} {why}")
+    return set()
+
+
+def _roman_value(text: str) -> int:
+    """A well-formed upper-case roman numeral's value, else 0 ("IIII", "IC" are not numerals here)."""
+    total = 0
+    for a, b in zip(text, text[1:] + " "):
+        total += -_ROMAN[a] if _ROMAN.get(b, 0) > _ROMAN[a] else _ROMAN[a]
+    return total if _to_roman(total) == text else 0
+
+
+def _to_roman(n: int) -> str:
+    out = ""
+    for value, letters in ((100, "C"), (90, "XC"), (50, "L"), (40, "XL"), (10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I")):
+        while n >= value:
+            out, n = out + letters, n - value
+    return out
+
+
+def _at_boundary(lines: list[str], i: int) -> bool:
+    """The text before line i ends a sentence, or is a short title line, or there is none; the text after starts one."""
+    j = next((j for j in range(i - 1, -1, -1) if lines[j].strip()), None)
+    before = lines[j].strip() if j is not None else ""
+    after = next((ln.strip() for ln in lines[i + 1:] if ln.strip()), "")
+    title = j is not None and (j == 0 or not lines[j - 1].strip()) and len(before.split()) <= 8  # "A Small Book", "PART ONE"
+    ends = not before or title or before[-1] in ".!?\"'”’)]…:;*_-—" or _BARE_NUMBER.match(before) is not None
+    return ends and bool(after) and not after[0].islower()
 
 
 def _title_line(lines: list[str], i: int) -> bool:
