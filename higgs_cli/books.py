@@ -11,6 +11,7 @@ real chapter) and back matter (licences such as Project Gutenberg's, colophons) 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 from .errors import UsageError
 from .options import WORDS_PER_MINUTE
+from .textclean import voice_hint
 
 BOOK_SUFFIXES = (".epub", ".md", ".markdown", ".txt")
 _BLOCKS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "pre", "dt", "dd", "td", "th", "div", "section",
@@ -41,6 +43,8 @@ class Part:
     title: str
     paragraphs: list[str] = field(default_factory=list)
     kind: str = "chapter"  # chapter, front, licence, back
+    voice: str | None = None  # the narrator's voice for this part, from a voice hint in the text (`<!-- voice: ava -->`)
+    voice_line: int | None = None  # where that hint is in the source
 
     @property
     def words(self) -> int:
@@ -60,6 +64,8 @@ class Book:
     source_words: int = 0  # words in the source's text, for the import's accounting
     notes: list[str] = field(default_factory=list)
     kind: str = "epub"  # epub, markdown or text: only an EPUB's short leading parts are guessed to be front matter
+    voice: str | None = None  # the narrator for every part without its own hint (a hint before the first chapter)
+    voice_line: int | None = None
 
     @property
     def words(self) -> int:
@@ -339,12 +345,14 @@ def _read_markdown(path: Path, text: str) -> Book:
         loaded = load_yaml(found.group(1), str(path))
         meta = loaded if isinstance(loaded, dict) else {}
         text = text[found.end():]
-    lines = text.split("\n")
+    skipped = found.group(0).count("\n") if found else 0  # lines of front matter, for the line numbers of voice hints
+    lines = [piece for number, ln in enumerate(text.split("\n"), start=1 + skipped) for piece in _md_hint(ln, number)]
     levels = [len(m.group(1)) for ln in lines if (m := _MD_HEADING.match(ln))]
     top = min(levels) if levels else 0
-    if top and levels.count(top) == 1 and len(levels) > 1 and lines and _MD_HEADING.match(next(ln for ln in lines if ln.strip())):
-        meta.setdefault("title", _MD_HEADING.match(next(ln for ln in lines if ln.strip())).group(2))  # a lone top heading is the title
-        lines.remove(next(ln for ln in lines if ln.strip()))
+    first = next((ln for ln in lines if ln.strip() and not ln.startswith(_HINT_MARK)), "")
+    if top and levels.count(top) == 1 and len(levels) > 1 and _MD_HEADING.match(first):
+        meta.setdefault("title", _MD_HEADING.match(first).group(2))  # a lone top heading is the title
+        lines.remove(first)
         top = min(lv for lv in levels if lv > top) if any(lv > top for lv in levels) else 0
     book = Book(path, meta.get("title"), meta.get("author"), meta.get("language") or meta.get("lang"), [], kind="markdown")
     lines = [ln + "\n" if _MD_ITEM.match(ln) else ln for ln in lines]  # a list item is a paragraph of its own
@@ -352,13 +360,15 @@ def _read_markdown(path: Path, text: str) -> Book:
     if notes:
         book.notes.append(f"Markdown: {len(notes)} lines cleaned (emphasis, links, code, lists)")
     current: list[str] = []
-    title = ""
+    title, hint = "", None
     for line in body.split("\n") + ["# "]:
+        if line.startswith(_HINT_MARK):
+            hint = _hint(book, line[len(_HINT_MARK):], hint)
+            continue
         heading = _MD_HEADING.match(line) if line.strip() != "#" else None
         if (heading and len(heading.group(1)) == top) or line == "# ":
-            if current and _paragraphs(current):
-                book.parts.append(Part(title or (book.title or path.stem), _paragraphs(current)))
-            current, title = [], heading.group(2) if heading else ""
+            _add_part(book, title or (book.title or path.stem), _paragraphs(current), hint)
+            current, title, hint = [], heading.group(2) if heading else "", None
         elif heading:
             current += ["", heading.group(2), ""]  # a sub-heading is read as its own paragraph
         else:
@@ -391,11 +401,13 @@ def _read_plain(path: Path, text: str) -> Book:
             counts[ln.strip()] = counts.get(ln.strip(), 0) + 1
     heads = {ln for ln, n in counts.items() if n >= 3 and ln.upper() == ln and not _PLAIN_CHAPTER.match(ln) and _WORD.search(ln)}
     removed = {"page numbers": 0, "running heads": 0, "illustration and footnote marks": 0}
-    kept, chapter_lines = [], set()
+    kept, chapter_lines, kept_lines = [], set(), []  # kept_lines[k]: the source line (0-based) of kept[k]
+    offset = head.count("\n")
     for i, ln in enumerate(lines):
         if i in numbered:
             chapter_lines.add(len(kept))
             kept.append(ln.strip())
+            kept_lines.append(i + offset)
             continue
         if ln.strip() and _PAGE_NUMBER.match(ln):
             removed["page numbers"] += 1
@@ -406,25 +418,29 @@ def _read_plain(path: Path, text: str) -> Book:
         new = _FOOTNOTE_MARK.sub("", _ILLUSTRATION.sub("", _INLINE_PAGE.sub(" ", ln)))
         removed["illustration and footnote marks"] += new != ln
         kept.append(new)
+        kept_lines.append(i + offset)
     book.notes += [f"removed {n} {what}" for what, n in removed.items() if n]
     if head:
         book.parts.append(Part("Project Gutenberg header", _paragraphs(head.split("\n")), "licence"))
-    title = ""
+    title, hint = "", None
     current: list[str] = []
     for i, ln in enumerate(kept + [""]):
+        if voice_hint(ln):
+            hint = _hint(book, f"{voice_hint(ln)} {kept_lines[i] + 1}", hint)
+            continue
         alone = (i == 0 or not kept[i - 1].strip()) and (i + 1 >= len(kept) or not kept[i + 1].strip() or _title_line(kept, i))
         if i < len(kept) and ((_PLAIN_CHAPTER.match(ln) and alone) or i in chapter_lines):
-            if _paragraphs(current):
-                book.parts.append(Part(title or "Opening", _paragraphs(current)))
-            title, current = ln.strip(), []
+            _add_part(book, title or "Opening", _paragraphs(current), hint)
+            title, current, hint = ln.strip(), [], None
             continue
         current.append(ln)
-    if _paragraphs(current):
-        book.parts.append(Part(title or (book.title or path.stem), _paragraphs(current)))
+    _add_part(book, title or (book.title or path.stem), _paragraphs(current), hint)
     opening = next((p for p in book.parts if p.kind == "chapter"), None)
     if opening and opening.title == "Opening" and len(opening.paragraphs) == 1 and len(opening.paragraphs[0].split()) <= 10 and not book.title:
         book.title = opening.paragraphs[0].rstrip(".")  # a short line before the first chapter is the book's title
         book.parts.remove(opening)
+        if opening.voice and not book.voice:
+            book.voice, book.voice_line = opening.voice, opening.voice_line
         book.notes.append(f"title taken from the line before the first chapter: {book.title!r}")
     for part in book.parts:
         if part.kind == "chapter" and part.paragraphs and len(part.paragraphs[0].split()) <= 10 and not part.paragraphs[0].endswith("."):
@@ -495,6 +511,47 @@ def _at_boundary(lines: list[str], i: int) -> bool:
     return ends and bool(after) and not after[0].islower()
 
 
+_HINT_MARK = "\x1ehiggs-voice "  # a voice hint's line while Markdown cleaning runs: "\x1ehiggs-voice ava 12"
+
+
+_HEADING_ATTRS = re.compile(r"\s*\{(?P<attrs>[^{}]*)\}\s*$")  # pandoc's `# Title {#id .class key=value}`
+_VOICE_ATTR = re.compile(r"(?:^|\s)voice=(?P<voice>[^\s}]+)")
+
+
+def _md_hint(line: str, number: int) -> list[str]:
+    """A Markdown line with its voice hint made a marker line: a hint line, or a heading's `{voice=ava}` attribute
+    (the heading is kept without its attributes, and the marker follows it)."""
+    hint = voice_hint(line)
+    if hint:
+        return [f"{_HINT_MARK}{hint} {number}"]
+    heading = _MD_HEADING.match(line)
+    attrs = _HEADING_ATTRS.search(heading.group(2)) if heading else None
+    if heading and attrs:
+        voice = _VOICE_ATTR.search(attrs.group("attrs"))
+        bare = f"{heading.group(1)} {heading.group(2)[: attrs.start()]}"
+        return [bare, f"{_HINT_MARK}{voice.group('voice')} {number}"] if voice else [bare]
+    return [line]
+
+
+def _add_part(book: Book, title: str, paragraphs: list[str], hint: tuple[str, int] | None) -> None:
+    """Close a part; a voice hint with no text before any chapter is the whole book's narrator."""
+    if paragraphs:
+        book.parts.append(Part(title, paragraphs, voice=hint[0] if hint else None, voice_line=hint[1] if hint else None))
+    elif hint and not any(p.kind == "chapter" for p in book.parts) and book.voice is None:
+        book.voice, book.voice_line = hint
+    elif hint:
+        book.notes.append(f"line {hint[1]}: voice hint {hint[0]} is in a part with no text; not used")
+
+
+def _hint(book: Book, found: str, current: tuple[str, int] | None) -> tuple[str, int]:
+    """A voice hint (`NAME LINE`) for the part being read; a second one in the same part is said, and the first kept."""
+    name, line = found.rsplit(" ", 1)
+    if current is not None:
+        book.notes.append(f"line {line}: a second voice hint ({name}) in one chapter; the chapter keeps {current[0]} (line {current[1]})")
+        return current
+    return name, int(line)
+
+
 def _title_line(lines: list[str], i: int) -> bool:
     """A chapter line followed directly by a short title line ("CHAPTER I." / "Down the Rabbit-Hole")."""
     return i + 2 < len(lines) and len(lines[i + 1].split()) <= 10 and not lines[i + 2].strip()
@@ -558,8 +615,11 @@ def write_project(book: Book, out_dir: Path, voice: str | None = None, engine: s
         raise UsageError(f"-o {out_dir}: is a file; give a folder for the project")
     if project.exists() and not force and not project.read_text(encoding="utf-8", errors="replace").startswith(MARKER):
         raise UsageError(f"{project} exists and was not written by `higgs import`; choose another -o folder or add --force")
+    check_voice_hints(book)
+    if voice and book.voice and voice != book.voice:
+        book.notes.append(f"line {book.voice_line}: the book's voice hint ({book.voice}) is overridden by --voice {voice}")
     try:
-        return _write(book, out_dir, project, voice, engine, include_all)
+        return _write(book, out_dir, project, voice or book.voice, engine, include_all)
     except OSError as e:
         raise UsageError(f"-o {out_dir}: cannot write the project ({e.strerror or e}); choose a writable folder") from e
 
@@ -571,7 +631,8 @@ def _write(book: Book, out_dir: Path, project: Path, voice: str | None, engine: 
         name = f"chapters/{i:02d}-{_slug(part.title)}.txt"
         _write_if_changed(out_dir / name, transcript_text(part))
         narrated = include_all or part.kind == "chapter"
-        rows.append({"file": name, "title": part.title, "kind": part.kind, "words": part.words, "skip": not narrated})
+        rows.append({"file": name, "title": part.title, "kind": part.kind, "words": part.words, "skip": not narrated,
+                     **({"voice": part.voice} if part.voice else {})})
         if narrated:
             words += part.words
         else:
@@ -588,6 +649,25 @@ def _write(book: Book, out_dir: Path, project: Path, voice: str | None, engine: 
             "notes": book.notes}
 
 
+def check_voice_hints(book: Book) -> None:
+    """Every voice a hint names is a known voice, before anything is written or rendered (one line naming the fix)."""
+    from .errors import VoiceError
+    from .voices import resolve
+
+    hints = [(book.voice, book.voice_line)] + [(p.voice, p.voice_line) for p in book.parts]
+    for name, line in hints:
+        if not name:
+            continue
+        where = f"{book.source}:{line}"
+        if "/" in name or "\\" in name or Path(name).suffix:
+            raise UsageError(f"{where}: voice hint {name!r}: a hint names a voice, not a file; add the clip first "
+                             f"(higgs voices add NAME --audio CLIP --text ...) and name it in the hint")
+        try:
+            resolve(name)
+        except VoiceError as e:
+            raise UsageError(f"{where}: voice hint: {e}") from e
+
+
 def _write_if_changed(path: Path, data: str | bytes) -> None:
     """Write atomically, and only when different (so `higgs build` sees unchanged chapters as unchanged)."""
     import os
@@ -601,8 +681,6 @@ def _write_if_changed(path: Path, data: str | bytes) -> None:
 
 
 def _book_yaml(book: Book, rows: list[dict[str, Any]], cover: str | None, voice: str | None, engine: str) -> str:
-    import json
-
     def q(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid YAML scalar
 
@@ -616,13 +694,65 @@ def _book_yaml(book: Book, rows: list[dict[str, Any]], cover: str | None, voice:
     lines.append("chapters:")
     for row in rows:
         skip = f", skip: true}}  # {row['kind']}, {row['words']} words" if row["skip"] else "}"
-        lines.append(f"  - {{file: {q(row['file'])}, title: {q(row['title'])}{skip}")
+        voice = f", voice: {q(row['voice'])}" if row.get("voice") else ""
+        lines.append(f"  - {{file: {q(row['file'])}, title: {q(row['title'])}{voice}{skip}")
     return "\n".join(lines) + "\n"
 
 
+IMPORT_STAMP = ".higgs-import.json"  # in BOOK.higgs/: the book's hash and what the import wrote, so a rebuild can reuse it
+IMPORT_VERSION = 2  # raise when the import writes different transcripts for the same book
+
+
 def project_for(book_path: Path) -> tuple[Path, dict[str, Any]]:
-    """`higgs build BOOK.epub`: import into BOOK.higgs/ beside the book (refreshed on every build; unchanged chapter
-    files are left alone, so only what changed re-renders) and return its book.yaml with the import summary."""
+    """`higgs build BOOK.epub`: import into BOOK.higgs/ beside the book and return its book.yaml with the import summary.
+
+    When the book file is byte for byte the one imported last time (sha256), the import is reused as it is: nothing
+    is read or written, so edits to BOOK.higgs/ stay and only what changed re-renders (`summary["reused"]`). When the
+    book changed, it is imported again, unless a file the import wrote was edited since: then the user's edit is
+    kept and the build stops, naming the file and the fix.
+    """
     out = book_path.parent / f"{book_path.stem}.higgs"
+    digest = _sha256(book_path)
+    stamp = _import_stamp(out / IMPORT_STAMP)
+    if stamp is not None:
+        state = {name: _file_state(out / name, sha) for name, sha in stamp["files"].items()}
+        if stamp["book"] == digest and stamp["version"] == IMPORT_VERSION and "missing" not in state.values():
+            edited = sorted(name for name, st in state.items() if st == "edited")
+            return out / "book.yaml", {**stamp["summary"], "reused": True, "edited": edited}
+        edited = next((name for name, st in state.items() if st == "edited"), None)
+        if edited is not None:
+            raise UsageError(f"{out / edited} was edited after `higgs build {book_path.name}` imported the book, and the book has "
+                             f"changed since; to keep the edit, import the new book elsewhere (higgs import {book_path.name} -o NEW) "
+                             f"and carry it over, or delete {out / edited} to re-import")
     summary = write_project(read_book(book_path), out)
+    written = ["book.yaml"] + [row["file"] for row in summary["chapters"] + summary["skipped"]] + ([summary["cover"]] if summary["cover"] else [])
+    files = {name: _sha256(out / name) for name in written}
+    _write_if_changed(out / IMPORT_STAMP, json.dumps({"book": digest, "version": IMPORT_VERSION, "files": files, "summary": summary},
+                                                     ensure_ascii=False, indent=1))
     return Path(summary["project"]), summary
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _import_stamp(path: Path) -> dict[str, Any] | None:
+    """The last import's record, or None when missing or not ours (then the import runs as it always did)."""
+    try:
+        stamp = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(stamp, dict) and isinstance(stamp.get("files"), dict) and isinstance(stamp.get("summary"), dict)
+    return stamp if ok and all(isinstance(k, str) and ".." not in Path(k).parts for k in stamp["files"]) else None
+
+
+def _file_state(path: Path, sha: str) -> str:
+    if not path.is_file():
+        return "missing"
+    return "same" if _sha256(path) == sha else "edited"

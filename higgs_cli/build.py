@@ -42,6 +42,7 @@ class Chapter:
     source: Path
     title: str | None
     output: Path
+    voice: str | None = None  # this chapter's narrator (NARRATOR) voice: `voice:` in its entry, from an import's voice hint
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def load_project(path: Path) -> Project:
         title = spec.get("title")
         if title is not None and (isinstance(title, bool) or not isinstance(title, str | int | float)):
             raise UsageError(f"{path}: chapter {spec['file']!r} has a title of type {type(title).__name__}; write the title as text")
-        chapters.append(Chapter(source, None if title is None else str(title), build_dir / f"{source.stem}{fmt}"))
+        chapters.append(Chapter(source, None if title is None else str(title), build_dir / f"{source.stem}{fmt}", _chapter_voice(path, spec)))
     try:
         higgs = replace(HiggsSettings(), **(data.get("higgs") or {}))
         pauses = {f"pause_{k}": float(v) for k, v in (data.get("pauses") or {}).items()}
@@ -213,6 +214,23 @@ def _check_types(path: Path, data: dict[str, Any]) -> None:
         raise UsageError(f"{path}: `max_words:` must be at least 1")
 
 
+def _chapter_voice(path: Path, spec: dict[str, Any]) -> str | None:
+    """A chapter entry's `voice:` (its narrator), checked now: an unknown voice stops the build before anything renders."""
+    voice = spec.get("voice")
+    if voice is None:
+        return None
+    if not isinstance(voice, str) or not voice.strip():
+        raise UsageError(f"{path}: chapter {spec['file']!r}: `voice:` must be a voice name (see `higgs voices list`)")
+    from .errors import VoiceError
+    from .voices import resolve
+
+    try:
+        resolve(voice.strip())
+    except VoiceError as e:
+        raise UsageError(f"{path}: chapter {spec['file']!r}: {e}") from e
+    return voice.strip()
+
+
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -306,7 +324,7 @@ def build(project: Project, engine: str, cache: ChunkCache, jobs: int = 1, force
         check_output(project.output)
     voices = book_cast(scripts, options)
     for chapter, script in zip(project.chapters, scripts, strict=True):
-        plan = make_plan(script, options, engine, voices)
+        plan = make_plan(script, options, engine, _narrated_by(voices, chapter))
         warnings = [n for n in script.notes + plan.notes if n.kind == "warning"]
         if warnings:  # what reading the chapter could not honour (SSML, unspeakable letters): said, never silent
             emit(BuildEvent("warnings", chapter.source.name, {"count": len(warnings), "line": warnings[0].line,
@@ -353,6 +371,16 @@ def book_cast(scripts: list[Any], options: RenderOptions) -> dict[str, Any]:
     speakers = tuple(dict.fromkeys(spk for script in scripts for spk in script.speakers))
     text = "\n".join(script_text(script) for script in scripts)
     return cast(speakers, options.voices, options.default_voice, options.distinct, text, options.descriptions).voices
+
+
+def _narrated_by(voices: dict[str, Any], chapter: Chapter) -> dict[str, Any]:
+    """The book's cast, with this chapter's own narrator voice where its entry names one."""
+    if not chapter.voice:
+        return voices
+    from .options import DEFAULT_SPEAKER
+    from .voices import resolve
+
+    return {**voices, DEFAULT_SPEAKER: resolve(chapter.voice)}
 
 
 def _every_twentieth(emit: Callable[[BuildEvent], None]) -> Callable[[int, int], None]:

@@ -761,7 +761,9 @@ def build_cmd(
 
         project, imported = project_for(project)
         if not quiet:
-            err.print(f"imported {len(imported['chapters'])} chapters into {project} ({len(imported['skipped'])} parts skipped)", soft_wrap=True)
+            edited = f"; your edits kept: {', '.join(imported['edited'])}" if imported.get("edited") else ""
+            done = "book unchanged since its import: reusing" if imported.get("reused") else "imported"
+            err.print(f"{done} {len(imported['chapters'])} chapters in {project} ({len(imported['skipped'])} parts skipped{edited})", soft_wrap=True)
     spec = load_project(project)
     if qa is not None or retakes is not None or qa_model is not None:
         given = spec.options.qa

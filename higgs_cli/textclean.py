@@ -70,6 +70,16 @@ _AUTOLINK = re.compile(r"<(?P<url>(?:https?|mailto):[^>\s]+)>")
 _URL = re.compile(r"\bhttps?://(?:www\.)?(?P<host>[^/\s]+)\S*")
 _CODE = re.compile(r"`+(?P<code>[^`]+)`+")
 _COMMENT = re.compile(r"<!--.*?-->")
+# A narrator voice hint on its own line, for books: `<!-- voice: ava -->` (invisible in rendered Markdown) or abogen's
+# `<<VOICE:ava>>` marker. books.py applies it to the chapter it is in; in a plain transcript it is only removed.
+VOICE_HINT = re.compile(r"^\s*(?:<!--\s*voice\s*[:=]\s*(?P<a>[^<>\s]+)\s*-->|<<\s*voice\s*:\s*(?P<b>[^<>\s]+)\s*>>)\s*$", re.I)
+
+
+def voice_hint(line: str) -> str | None:
+    """The voice a hint line names, or None when the line is not a voice hint."""
+    m = VOICE_HINT.match(line)
+    return (m.group("a") or m.group("b")) if m else None
+
 _EMPHASIS = (
     re.compile(r"(\*{1,3})(?=\S)(?P<w>.+?)(?<=\S)\1"),
     re.compile(r"(?<!\w)(_{1,3})(?=\S)(?P<w>.+?)(?<=\S)\1(?!\w)"),
@@ -106,6 +116,11 @@ def clean_text(text: str, options: CleanOptions | None = None) -> tuple[str, lis
         if options.markup and _FENCE.match(line):
             fenced = not fenced
             notes.append(Note(number, "removed", "Markdown code fence (the code's words are kept)"))
+            out.append("")
+            continue
+        if voice_hint(line):
+            notes.append(Note(number, "warning", f"voice hint {line.strip()!r} is for chapters of a book (higgs import / higgs build "
+                                                 "BOOK); not spoken here: choose the voice with --voice"))
             out.append("")
             continue
         line = _characters(line, number, options, notes)
