@@ -303,13 +303,15 @@ def build(project: Project, engine: str, cache: ChunkCache, jobs: int = 1, force
     """Render stale chapters, then bind the book if anything changed. Returns a summary document.
 
     With the higgs engine and `higgs: {batch: N}`, the stale chapters' missing chunks are first rendered
-    together as one batch (pipeline.prerender); each chapter then assembles from the cache. With `ray`
+    together as one batch (rendering.prerender); each chapter then assembles from the cache. With `ray`
     (or the project's `ray:`) they render on a Ray cluster first instead (cluster.prerender).
     """
     import tempfile
 
     from . import engines
-    from .pipeline import check_job_files, chunk_keys, make_plan, prerender, render
+    from .pipeline import check_job_files, render
+    from .planning import chunk_keys, make_plan
+    from .rendering import prerender
     from .scripts import read
 
     emit = on_event or (lambda e: None)
@@ -366,7 +368,7 @@ def book_cast(scripts: list[Any], options: RenderOptions) -> dict[str, Any]:
     """One cast for the whole book, so a speaker keeps one voice in every chapter file (and the voice map may
     name speakers that some chapters lack)."""
     from .cast import cast
-    from .pipeline import script_text
+    from .planning import script_text
 
     speakers = tuple(dict.fromkeys(spk for script in scripts for spk in script.speakers))
     text = "\n".join(script_text(script) for script in scripts)

@@ -307,7 +307,7 @@ def render_missing(plans: list[Any], cache: ChunkCache, settings: RaySettings,
     Each chunk renders in the take the job keeps (takes.py); retakes asked for now, and the quality gate's, come
     later, from the driver's own engine during assembly.
     """
-    from .pipeline import all_keys, chunk_keys
+    from .planning import all_keys, chunk_keys
     from .takes import TakeStore, resolve
 
     if not plans or not cache.enabled:

@@ -26,7 +26,7 @@ from .options import (
     RenderOptions,
     ServeOptions,
 )
-from .pipeline import Plan, make_plan
+from .planning import Plan, make_plan
 from .voices import Voice, check_name, prepare_clip, resolve
 
 FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
@@ -142,7 +142,7 @@ def with_kept_takes(plan: Plan, store: ChunkCache) -> Plan:
     """The plan as `render` will look for it in `store`: each chunk's kept take (takes.py), the quality gate off.
 
     The gate's retakes would need an engine of their own beside the shared one, so the server does not run it."""
-    from .pipeline import chunk_keys
+    from .planning import chunk_keys
     from .takes import TakeStore, resolve
 
     plan = replace(plan, options=replace(plan.options, qa=QaOptions(mode="off")))

@@ -27,7 +27,7 @@ from .audio import resample
 from .cache import ChunkCache, Entry
 from .errors import HiggsError, RenderError
 from .options import SAMPLE_RATE
-from .pipeline import Plan, all_keys
+from .planning import Plan, all_keys
 
 log = logging.getLogger(__name__)
 

@@ -127,7 +127,7 @@ def resolve(plan: Any, store: TakeStore, keys_of: Any, retake: frozenset[int] = 
 
 
 class Renderer(Protocol):
-    """What the gate needs of pipeline._Renderer."""
+    """What the gate needs of rendering.Renderer."""
 
     plan: Any
     keys: list[str]
