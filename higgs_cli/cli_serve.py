@@ -12,9 +12,10 @@ from typing import Annotated, Any
 import typer
 
 from .errors import OutputError, UsageError
-from .options import LOOPBACK_HOSTS, SERVE_HOST, SERVE_MAX_BODY_BYTES, SERVE_MAX_INPUT_CHARS, SERVE_PORT, SERVE_TIMEOUT, SERVE_WAITING
+from .options import LOOPBACK_HOSTS, QA_RETAKES, SERVE_HOST, SERVE_MAX_BODY_BYTES, SERVE_MAX_INPUT_CHARS, SERVE_PORT, SERVE_TIMEOUT, SERVE_WAITING
 
 _H = "Higgs engine"
+_Q = "Quality gate"
 
 
 # --- -o - --------------------------------------------------------------------------------------------
@@ -99,11 +100,19 @@ def serve_cmd(
     top_k: Annotated[int | None, typer.Option("--top-k", help="higgs: top-k for every request.", rich_help_panel=_H, show_default=False)] = None,
     top_p: Annotated[float | None, typer.Option("--top-p", help="higgs: top-p for every request.", rich_help_panel=_H, show_default=False)] = None,
     max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", help="higgs: max audio frames per chunk.", rich_help_panel=_H, show_default=False)] = None,
+    qa: Annotated[str, typer.Option("--qa", rich_help_panel=_Q,
+                                    help="Hear every served chunk with Whisper before it is sent: off, report, retake (send the best take), "
+                                         "strict (a chunk that still fails fails the request), or auto (retake for higgs, off for the CPU engines).")] = "auto",
+    retakes: Annotated[int, typer.Option("--retakes", rich_help_panel=_Q, help="Extra takes of a failing chunk (retake/strict).")] = QA_RETAKES,
+    qa_model: Annotated[str | None, typer.Option("--qa-model", rich_help_panel=_Q, show_default=False,
+                                                 help="Whisper for the gate: hub id or local CTranslate2 dir (default: bundled tiny.en).")] = None,
 ) -> None:
     """Serve speech over HTTP: OpenAI's POST /v1/audio/speech (streaming too) and a voice library, on one warm engine."""
     from . import engines
+    from .cli_check import qa_options
     from .engines.higgs import validate_settings
     from .options import HiggsSettings, ServeOptions
+    from .server_qa import ServerGate
 
     given = {"model": model, "codec": codec, "device": device, "batch": batch, "temperature": temperature, "top_k": top_k,
              "top_p": top_p, "max_new_tokens": max_new_tokens}
@@ -115,7 +124,9 @@ def serve_cmd(
     name, note = engines.choose(engine, higgs)
     options = ServeOptions(engine=name, host=host, port=port, api_key=api_key or None, insecure_public=insecure_public,
                            workers=workers, max_concurrent=max_concurrent, max_waiting=max_waiting, max_input_chars=max_input_chars,
-                           max_body_bytes=max_body, timeout=timeout, cache_dir=cache_dir, no_cache=no_cache, higgs=higgs)
+                           max_body_bytes=max_body, timeout=timeout, cache_dir=cache_dir, no_cache=no_cache, higgs=higgs,
+                           qa=qa_options(qa, retakes, qa_model))
+    ServerGate(options.qa, name, higgs).load()  # a missing recogniser or a bad --qa-model: one line and exit 2, before listening
     run(options, note)
 
 

@@ -304,3 +304,4 @@ class ServeOptions:
     cache_dir: Path | None = None  # None: the default chunk cache
     no_cache: bool = False  # each request renders into a temporary store, removed afterwards
     higgs: HiggsSettings = field(default_factory=HiggsSettings)
+    qa: QaOptions = field(default_factory=QaOptions)  # the quality gate over every request (server_qa.py)

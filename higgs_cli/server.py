@@ -35,6 +35,7 @@ from .cache import ChunkCache, default_cache_dir
 from .encoders import MEDIA_TYPES, Encoder, encode
 from .errors import HiggsError, UsageError, VoiceError
 from .options import ServeOptions
+from .server_qa import JobGate, QualityFailed, ServerGate
 from .server_requests import BadRequest, api_message, build_plan, library_voice, parse, voice_doc, with_kept_takes
 from .serving import Cancelled, Job, QueueFull, Scheduler, scheduler
 
@@ -139,13 +140,15 @@ def create_app(options: ServeOptions, sched: Scheduler | None = None, log_stream
     owned = sched is None
     sched = sched or scheduler(options.engine, options.higgs, options.workers, options.max_concurrent, options.max_waiting)
     cache = None if options.no_cache else ChunkCache(options.cache_dir or default_cache_dir())
+    gate = ServerGate(options.qa, options.engine, options.higgs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         def load() -> None:
             try:
+                gate.load()
                 sched.start()
-                log.info("engine %s ready", options.engine)
+                log.info("engine %s ready%s", options.engine, f"; quality gate: {gate.mode}" if gate.on else "")
             except BaseException as e:  # noqa: BLE001 - /health reports it
                 log.error("engine %s failed to load: %s", options.engine, e)
 
@@ -156,7 +159,7 @@ def create_app(options: ServeOptions, sched: Scheduler | None = None, log_stream
             sched.close()
 
     app = FastAPI(title="higgs speech server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.scheduler, app.state.options = sched, options
+    app.state.scheduler, app.state.options, app.state.gate = sched, options, gate
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> JSONResponse:
@@ -189,7 +192,7 @@ def create_app(options: ServeOptions, sched: Scheduler | None = None, log_stream
     @app.get("/health")
     async def health() -> JSONResponse:
         if sched.ready.is_set():
-            return JSONResponse({"status": "ok", "engine": options.engine, **sched.load()})
+            return JSONResponse({"status": "ok", "engine": options.engine, "qa": gate.mode, **sched.load()})
         if sched.load_error is not None:
             return JSONResponse({"status": "error", "engine": options.engine, "error": str(sched.load_error)}, 500)
         return JSONResponse({"status": "loading", "engine": options.engine}, 503, headers={"Retry-After": "5"})
@@ -208,8 +211,9 @@ def create_app(options: ServeOptions, sched: Scheduler | None = None, log_stream
         try:
             plan, warnings = await run_in_threadpool(build_plan, req, options, workdir)
             store = cache if cache is not None else ChunkCache(workdir / "chunks")
-            plan = await run_in_threadpool(with_kept_takes, plan, store)
+            plan, takes = await run_in_threadpool(with_kept_takes, plan, store)
             job = sched.submit(plan, store)
+            gated = gate.for_job(job, sched, takes)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
@@ -219,11 +223,16 @@ def create_app(options: ServeOptions, sched: Scheduler | None = None, log_stream
         headers = {"X-Higgs-Chunks": str(len(plan.chunks)), "X-Higgs-Voices": ", ".join(f"{s}={v.name}" for s, v in plan.cast.items())}
         if warnings:
             headers["X-Higgs-Warning"] = "; ".join(warnings)
+        if gated is not None:
+            headers["X-Higgs-QA-Mode"] = gate.mode
+            if not sched.inline_retakes and gate.mode in ("retake", "strict"):
+                headers["X-Higgs-Warning"] = "; ".join(filter(None, [headers.get("X-Higgs-Warning"), _NO_RETAKES]))
         deadline = time.monotonic() + options.timeout
         if req.stream_format is None:
-            return await _whole(request, sched, job, req.response_format, workdir, deadline, headers)
+            return await _whole(request, sched, job, req.response_format, workdir, deadline, headers, gated)
         media = "text/event-stream" if req.stream_format == "sse" else MEDIA_TYPES[req.response_format]
-        body = _streamed(sched, job, req.response_format, req.stream_format == "sse", workdir, deadline, len(req.input.split()))
+        body = _streamed(sched, job, req.response_format, req.stream_format == "sse", workdir, deadline, len(req.input.split()),
+                         gated, request.state.log)
         return StreamingResponse(body, media_type=media, headers=headers)
 
     _voice_routes(app, options)
@@ -255,10 +264,14 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
+_NO_RETAKES = "the quality gate reports but does not retake on this engine's shared batch (see the README)"
+
+
 async def _whole(request: Request, sched: Scheduler, job: Job, fmt: str, workdir: Path, deadline: float,
-                 headers: dict[str, str]) -> Response:
-    """Wait for every chunk, then let pipeline.render write the file the CLI would; the client leaving cancels."""
-    task = asyncio.ensure_future(run_in_threadpool(_render_whole, job, fmt, workdir, deadline))
+                 headers: dict[str, str], gated: JobGate | None = None) -> Response:
+    """Wait for every chunk (each heard, and retaken, by the gate), then let pipeline.render write the file the CLI
+    would; the client leaving cancels. The gate's verdicts go in the X-Higgs-QA header (JSON) and the access log."""
+    task = asyncio.ensure_future(run_in_threadpool(_render_whole, job, fmt, workdir, deadline, gated))
     try:
         while not task.done():
             await asyncio.wait({task}, timeout=0.5)
@@ -268,28 +281,39 @@ async def _whole(request: Request, sched: Scheduler, job: Job, fmt: str, workdir
     except (Cancelled, TimeoutError, HiggsError) as e:
         raise _as_api_error(e) from None
     finally:
+        if gated is not None:
+            request.state.log["qa"] = gated.log_doc()
         sched.release(job)
         shutil.rmtree(workdir, ignore_errors=True)
+    if gated is not None:
+        headers["X-Higgs-QA"] = json.dumps(gated.summary(), separators=(",", ":"))
     return Response(data, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
-def _render_whole(job: Job, fmt: str, workdir: Path, deadline: float) -> bytes:
+def _render_whole(job: Job, fmt: str, workdir: Path, deadline: float, gated: JobGate | None = None) -> bytes:
     from .audio import read_audio
     from .pipeline import render
 
-    for i in range(len(job.plan.chunks)):
-        job.wait(i, deadline)
+    plan = job.plan
+    if gated is not None:
+        gated.settle_all(deadline)
+        plan = gated.plan  # the kept takes
+    else:
+        for i in range(len(job.plan.chunks)):
+            job.wait(i, deadline)
     out = workdir / "speech.wav"
-    render(job.plan, out, cache=job.store)
+    render(plan, out, cache=job.store)
     if fmt == "wav":
         return out.read_bytes()
     audio, _ = read_audio(out)
     return encode(audio, fmt)
 
 
-async def _streamed(sched: Scheduler, job: Job, fmt: str, sse: bool, workdir: Path, deadline: float, words: int) -> AsyncIterator[bytes]:
-    """Encoded audio (or SSE events) as chunks land; ends the job, and frees its place, however the stream ends."""
-    pieces = _encoded(job, fmt, deadline)
+async def _streamed(sched: Scheduler, job: Job, fmt: str, sse: bool, workdir: Path, deadline: float, words: int,
+                    gated: JobGate | None = None, log_doc: dict[str, Any] | None = None) -> AsyncIterator[bytes]:
+    """Encoded audio (or SSE events) as chunks land, each after its verdict when the gate is on (the done event
+    carries the verdicts as `higgs.qa`); ends the job, and frees its place, however the stream ends."""
+    pieces = _encoded(job, fmt, deadline, gated)
     frames = 0
     try:
         while True:
@@ -302,24 +326,28 @@ async def _streamed(sched: Scheduler, job: Job, fmt: str, sse: bool, workdir: Pa
         if sse:
             audio_tokens = round(frames / 960)  # 25 codec frames per second at 24 kHz
             yield _event({"type": "speech.audio.done",
-                          "usage": {"input_tokens": words, "output_tokens": audio_tokens, "total_tokens": words + audio_tokens}})
+                          "usage": {"input_tokens": words, "output_tokens": audio_tokens, "total_tokens": words + audio_tokens},
+                          **({"higgs": {"qa": gated.summary()}} if gated is not None else {})})
     except (Cancelled, TimeoutError, HiggsError) as e:
         if not sse:
             raise  # the connection breaks: a truncated stream must not look complete
         err = _as_api_error(e)
         yield _event({"type": "error", "error": {"message": err.message, "type": err.kind, "code": err.code}})
     finally:
+        if gated is not None and log_doc is not None:
+            log_doc["qa"] = gated.log_doc()
         sched.release(job)  # cancels it first if it is not over
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _encoded(job: Job, fmt: str, deadline: float) -> Iterator[tuple[bytes, int]]:
-    """(bytes ready, frames so far) after each piece of speech; nothing before the first chunk has landed."""
+def _encoded(job: Job, fmt: str, deadline: float, gated: JobGate | None = None) -> Iterator[tuple[bytes, int]]:
+    """(bytes ready, frames so far) after each piece of speech; nothing before the first chunk has landed (and,
+    under the gate, been heard)."""
     from .pipeline import speech_pieces
 
     encoder, frames = Encoder(fmt), 0
     try:
-        for piece in speech_pieces(job.plan, job.entries(deadline)):
+        for piece in speech_pieces(job.plan, gated.entries(deadline) if gated is not None else job.entries(deadline)):
             frames += len(piece)
             yield encoder.write(piece), frames
         yield encoder.close(), frames
@@ -340,6 +368,8 @@ def _as_api_error(e: BaseException) -> ApiError:
         return ApiError(429, str(e), "rate_limit_error", code="rate_limit_exceeded", headers={"Retry-After": str(e.retry_after)})
     if isinstance(e, Cancelled):
         return ApiError(499, "the request was cancelled", code="cancelled")
+    if isinstance(e, QualityFailed):
+        return ApiError(500, str(e), "server_error", code="quality_failed")
     if isinstance(e, BadRequest):
         return ApiError(e.status, str(e), param=e.param)
     if isinstance(e, UsageError):

@@ -138,15 +138,15 @@ def build_plan(req: SpeechRequest, options: ServeOptions, workdir: Path) -> tupl
     return plan, warnings
 
 
-def with_kept_takes(plan: Plan, store: ChunkCache) -> Plan:
-    """The plan as `render` will look for it in `store`: each chunk's kept take (takes.py), the quality gate off.
+def with_kept_takes(plan: Plan, store: ChunkCache) -> tuple[Plan, list[int]]:
+    """The plan as `render` will look for it in `store`: each chunk's kept take (takes.py), and the take numbers.
 
-    The gate's retakes would need an engine of their own beside the shared one, so the server does not run it."""
+    The plan's own gate is off: the server's (server_qa.py) hears the job's chunks and asks the scheduler for retakes."""
     from .planning import chunk_keys
     from .takes import TakeStore, resolve
 
     plan = replace(plan, options=replace(plan.options, qa=QaOptions(mode="off")))
-    return resolve(plan, TakeStore(store.root), chunk_keys)[0] if store.enabled else plan
+    return resolve(plan, TakeStore(store.root), chunk_keys) if store.enabled else (plan, [0] * len(plan.chunks))
 
 
 def _check_model(model: str, engine: str) -> None:

@@ -57,6 +57,8 @@ class Job:
         self.missing = [i for i in range(len(plan.chunks)) if not store.has(self.keys[i])]
         self.pending = deque(self.missing)  # what a WorkerPool still has to hand out, in order
         self.done: set[int] = set(range(len(plan.chunks))) - set(self.missing)
+        self.extras: deque[tuple[engines.ChunkRequest, str]] = deque()  # retakes the quality gate asked for: (request, key)
+        self.extras_done: set[str] = set()
         self.error: BaseException | None = None
         self.cancelled = False
         self.created = time.monotonic()
@@ -72,6 +74,11 @@ class Job:
             self.done.add(index)
             self._cond.notify_all()
 
+    def landed_extra(self, key: str) -> None:
+        with self._cond:
+            self.extras_done.add(key)
+            self._cond.notify_all()
+
     def fail(self, error: BaseException) -> None:
         with self._cond:
             if self.error is None:
@@ -85,8 +92,15 @@ class Job:
 
     def wait(self, index: int, deadline: float | None = None) -> None:
         """Block until chunk `index` is in the store; raise the job's error, Cancelled or TimeoutError."""
+        self._wait(lambda: index in self.done, deadline)
+
+    def wait_extra(self, key: str, deadline: float | None = None) -> None:
+        """Block until the retake stored under `key` is in the store (errors as `wait`)."""
+        self._wait(lambda: key in self.extras_done, deadline)
+
+    def _wait(self, ready: Any, deadline: float | None) -> None:
         with self._cond:
-            while index not in self.done:
+            while not ready():
                 if self.error is not None:
                     raise self.error
                 if self.cancelled:
@@ -164,6 +178,12 @@ class Scheduler:
                 self._run(self.waiting.popleft())
             self._lock.notify_all()
 
+    inline_retakes = False  # whether retake() can render one chunk again while the job runs (the quality gate)
+
+    def retake(self, job: Job, request: engines.ChunkRequest, key: str, deadline: float | None = None) -> Entry:
+        """Render `request` (a chunk with another take's seed) for `job` into its store under `key`, ahead of other work."""
+        raise RenderError(f"the {self.engine} engine's scheduler cannot retake single chunks")
+
     def retry_after(self) -> int:
         """Seconds until a place is likely to free up: recent render times spread over the running places."""
         typical = sorted(self._durations)[len(self._durations) // 2] if self._durations else 5.0
@@ -217,14 +237,40 @@ class WorkerPool(Scheduler):
         for engine in self._engines:
             engine.close()
 
-    def _next(self) -> tuple[Job, int] | None:
-        """The next chunk to render: from the running job that has been handed the fewest so far (the earliest
-        admitted among equals), so every job's first chunk comes before anyone's second. None when stopping."""
+    inline_retakes = True
+
+    def retake(self, job: Job, request: engines.ChunkRequest, key: str, deadline: float | None = None) -> Entry:
+        """A retake goes before every first take (its request's audio is held up by it) and never queues: a job that
+        was fully cached, or still waiting, takes a running place for it."""
+        with self._lock:
+            if job in self.waiting:
+                self.waiting.remove(job)
+            if job not in self.running:
+                self._run(job)
+            job.extras.append((request, key))
+            self._lock.notify_all()
+        job.wait_extra(key, deadline)
+        entry = job.store.get(key)
+        if entry is None:
+            raise RenderError(f"a retake of chunk {request.index} vanished from the cache while the request ran; send it again")
+        return entry
+
+    def _next(self) -> tuple[Job, engines.ChunkRequest, str, bool] | None:
+        """The next chunk to render: a retake if any job asked for one, else from the running job that has been handed
+        the fewest so far (the earliest admitted among equals), so every job's first chunk comes before anyone's
+        second. (job, request, key, is a retake); None when stopping."""
         while not self._stopping:
-            live = [j for j in self.running if j.pending and not j.cancelled and j.error is None]
+            live = [j for j in self.running if not j.cancelled and j.error is None]
+            retaking = [j for j in live if j.extras]
+            if retaking:
+                job = retaking[0]
+                request, key = job.extras.popleft()
+                return job, request, key, True
+            live = [j for j in live if j.pending]
             if live:
                 job = min(live, key=lambda j: (len(j.missing) - len(j.pending), j.started or 0.0))
-                return job, job.pending.popleft()
+                i = job.pending.popleft()
+                return job, job.plan.request(i), job.keys[i], False
             self._lock.wait(1.0)
         return None
 
@@ -234,11 +280,11 @@ class WorkerPool(Scheduler):
                 task = self._next()
             if task is None:
                 return
-            job, i = task
+            job, request, key, extra = task
+            i = request.index
             try:
-                request = job.plan.request(i)
-                _store(job, job.keys[i], engine, engine.synthesize(request))
-                job.landed(i)
+                _store(job, key, engine, engine.synthesize(request))
+                job.landed_extra(key) if extra else job.landed(i)
             except BaseException as e:  # noqa: BLE001 - the job reports it; the worker lives on
                 log.warning("job %d chunk %d failed: %s", job.id, i, e)
                 job.fail(e if isinstance(e, HiggsError) else RenderError(f"chunk {i} failed: {e.__class__.__name__}: {e}"))

@@ -282,9 +282,13 @@ def prepare(plan: Any, cache: Any, keys_of: Any, retake: frozenset[int] = frozen
 
 
 def _device(plan: Any) -> str:
+    return device_for(plan.engine, plan.options.higgs)
+
+
+def device_for(engine: str, settings: Any) -> str:
     """The recogniser runs on the GPU when the engine does."""
-    device = plan.options.higgs.device
-    if plan.engine != "higgs" or device == "cpu":
+    device = settings.device if settings is not None else "cpu"
+    if engine != "higgs" or device == "cpu":
         return "cpu"
     if device.startswith("cuda"):
         return "cuda"

@@ -306,7 +306,7 @@ def test_per_request_timeout_gives_504_and_the_server_goes_on(pool):
     with Server(options, pool) as s:
         r = s.post({"model": "tts-1", "voice": "joe", "input": long_text}, key=None)
         assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
-        assert httpx.get(f"{s.url}/health").json() == {"status": "ok", "engine": "piper", "running": 0, "waiting": 0}
+        assert httpx.get(f"{s.url}/health").json() == {"status": "ok", "engine": "piper", "qa": "off", "running": 0, "waiting": 0}
 
 
 def test_a_cloning_request_plans_every_speaker_in_the_uploaded_clip(tmp_path):
