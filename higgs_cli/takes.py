@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -93,6 +95,11 @@ class TakeStore:
 
     def record(self, base: str) -> Record:
         doc = self._read(f"{base}-pick")
+        if doc and self.root is not None:  # read on every run of its job: its age says when that job last ran (prune)
+            try:
+                os.utime(self.root / base[:2] / f"{base}-pick.json")
+            except OSError:
+                pass
         return Record(int(doc.get("take", 0)), int(doc.get("last", 0)))
 
     def keep(self, base: str, record: Record) -> None:
@@ -104,6 +111,32 @@ class TakeStore:
 
     def put_verdict(self, key: str, identity: str, verdict: Verdict) -> None:
         self._write(f"{key}-{identity}", verdict.doc())
+
+    def files(self) -> list[Path]:
+        if self.root is None or not self.root.is_dir():
+            return []
+        return sorted(self.root.glob("??/*.json"))
+
+    def prune(self, has_chunk: Callable[[str], bool], max_age_days: float | None = None) -> tuple[int, int]:
+        """Drop records about audio the cache no longer holds: a take's verdicts once its chunk entry is gone; a
+        chunk's pick (the take it keeps, also chosen by hand with --retake-chunks) only when its job has not run for
+        `max_age_days`, like the chunk entries it points to. Returns (records removed, bytes freed)."""
+        now, removed, freed = time.time(), 0, 0
+        for path in self.files():
+            key, _, kind = path.stem.rpartition("-")
+            stat = path.stat()
+            stale = (max_age_days is not None and now - stat.st_mtime > max_age_days * 86400) if kind == "pick" else not has_chunk(key)
+            if stale:
+                path.unlink(missing_ok=True)
+                removed, freed = removed + 1, freed + stat.st_size
+        for tmp in self.root.glob("??/.*.tmp") if self.root is not None and self.root.is_dir() else []:
+            if now - tmp.stat().st_mtime > 3600:  # leftovers of killed writers
+                tmp.unlink(missing_ok=True)
+        return removed, freed
+
+    def clear(self) -> tuple[int, int]:
+        """Every record: picks and verdicts (after `cache clear` there is no audio left for them to describe)."""
+        return self.prune(lambda key: False, max_age_days=-1)
 
 
 def resolve(plan: Any, store: TakeStore, keys_of: Any, retake: frozenset[int] = frozenset()) -> tuple[Any, list[int]]:

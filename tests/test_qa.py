@@ -386,3 +386,38 @@ def test_build_reads_qa_from_the_project_and_strict_fails_until_fixed(tmp_path, 
     (tmp_path / "bad.yaml").write_text("engine: piper\nqa: {mode: loud}\nchapters: [one.txt]\n")
     bad = run("build", str(tmp_path / "bad.yaml"), "--cache", cache)
     assert bad.exit_code == 2 and "qa:" in bad.stderr
+
+
+def test_cache_prune_and_clear_take_the_take_records_along(tmp_path):
+    """A take's verdicts go with its chunk; a kept take (a choice) survives a size prune and goes only when unused
+    for --older-than days; clear removes every record. Each command says how many records it removed."""
+    import os
+    import time
+
+    from higgs_cli.takes import TakeStore
+
+    result, _ = _render(tmp_path, "a", "--qa", "report", "--retake-chunks", "1")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["chunks"]
+    cache, store = tmp_path / "cache", TakeStore(tmp_path / "cache")
+    info = json.loads(run("cache", "info", "--cache", str(cache), "--json").stdout)
+    assert info["entries"] == 2 and info["take_records"] == 3  # chunk 1's kept take, a verdict per chunk
+
+    month_ago = time.time() - 30 * 86400
+    retaken = next(cache.glob(f"??/{rows[1]['key']}*.npz"))
+    os.utime(retaken, (month_ago, month_ago))
+    pruned = run("cache", "prune", "--cache", str(cache), "--older-than", "5")
+    assert pruned.exit_code == 0 and "removed 1 chunks" in pruned.stderr and "and 1 take records" in pruned.stderr, pruned.output
+    assert sorted(p.stem.rpartition("-")[2] == "pick" for p in store.files()) == [False, True]  # chunk 0's verdict, chunk 1's pick
+
+    again, _ = _render(tmp_path, "b", "--qa", "off")
+    redo = json.loads(again.stdout)
+    assert redo["rendered"] == 1 and redo["chunks"][1]["seed"] == rows[1]["seed"]  # the kept take outlived its audio
+
+    for path in store.files():
+        os.utime(path, (month_ago, month_ago))
+    assert "and 1 take records" in run("cache", "prune", "--cache", str(cache), "--older-than", "5").stderr  # the pick
+    assert len(store.files()) == 1  # chunk 0's verdict stays with chunk 0 (used by the last run, so not pruned)
+    cleared = run("cache", "clear", "--cache", str(cache))
+    assert cleared.exit_code == 0 and "removed 2 chunks" in cleared.stderr and "and 1 take records" in cleared.stderr
+    assert store.files() == [] and json.loads(run("cache", "info", "--cache", str(cache), "--json").stdout)["take_records"] == 0
