@@ -299,8 +299,13 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
 
 def build(project: Project, engine: str, cache: ChunkCache, jobs: int = 1, force: bool = False,
           on_event: Callable[[BuildEvent], None] | None = None,
-          on_progress: Callable[[Any], None] | None = None, ray: RaySettings | None = None) -> dict[str, Any]:
+          on_progress: Callable[[Any], None] | None = None, ray: RaySettings | None = None,
+          retake: dict[int, frozenset[int]] | None = None) -> dict[str, Any]:
     """Render stale chapters, then bind the book if anything changed. Returns a summary document.
+
+    `retake` (chapter position -> chunk indices, from `--retake-chunks CHAPTER:CHUNKS`) re-renders those chunks of
+    those chapters with a new take (and, with audio context, the chunks that heard them), also when the chapter is
+    up to date; the rest comes from the cache, and the book is bound again because its chapters' takes changed.
 
     With the higgs engine and `higgs: {batch: N}`, the stale chapters' missing chunks are first rendered
     together as one batch (rendering.prerender); each chapter then assembles from the cache. With `ray`
@@ -325,8 +330,12 @@ def build(project: Project, engine: str, cache: ChunkCache, jobs: int = 1, force
         project.output.parent.mkdir(parents=True, exist_ok=True)
         check_output(project.output)
     voices = book_cast(scripts, options)
-    for chapter, script in zip(project.chapters, scripts, strict=True):
+    for n, (chapter, script) in enumerate(zip(project.chapters, scripts, strict=True)):
         plan = make_plan(script, options, engine, _narrated_by(voices, chapter))
+        asked = sorted((retake or {}).get(n, ()))
+        if asked and asked[-1] >= len(plan.chunks):  # every chapter is checked before the first one renders
+            raise UsageError(f"--retake-chunks {chapter.output.stem}:{asked[-1]}: that chapter has chunks 0..{len(plan.chunks) - 1} "
+                             f"(see {chapter.output.with_suffix('.json').name}, or --dry-run it with higgs generate)")
         warnings = [n for n in script.notes + plan.notes if n.kind == "warning"]
         if warnings:  # what reading the chapter could not honour (SSML, unspeakable letters): said, never silent
             emit(BuildEvent("warnings", chapter.source.name, {"count": len(warnings), "line": warnings[0].line,
@@ -335,10 +344,11 @@ def build(project: Project, engine: str, cache: ChunkCache, jobs: int = 1, force
         key = make_key({"chunks": chunk_keys(plan), "options": repr(replace(options, higgs=None, voices={})),
                         "format": chapter.output.suffix})
         stamp = _stamp(chapter.output.with_suffix(".json"))
-        row = {"source": str(chapter.source), "output": str(chapter.output), "built": False, "build_key": key}
-        if not force and chapter.output.is_file() and stamp and stamp.get("build_key") == key:
+        row = {"source": str(chapter.source), "output": str(chapter.output), "built": False, "build_key": key,
+               **({"retake_chunks": asked} if asked else {})}
+        if not force and not asked and chapter.output.is_file() and stamp and stamp.get("build_key") == key:
             emit(BuildEvent("skip", chapter.source.name))
-            row["title"] = _title(chapter, stamp)
+            row["title"], row["takes_key"] = _title(chapter, stamp), stamp.get("takes_key")
             if stamp.get("qa"):  # a strict build still fails on chunks an earlier build flagged
                 row["qa"] = {k: stamp["qa"][k] for k in ("mode", "flagged", "flagged_chunks")}
         else:
@@ -399,14 +409,37 @@ def _render_chapter(chapter: Chapter, plan: Any, row: dict[str, Any], cache: Chu
     """Render (or, after a batch pass, assemble) one chapter; `batched` chunks of it were rendered in that pass."""
     chapter.output.parent.mkdir(parents=True, exist_ok=True)
     emit(BuildEvent("start", chapter.source.name, {"chunks": len(plan.chunks)}))
-    doc = render(plan, chapter.output, on_progress, cache=cache, jobs=jobs)
+    doc = render(plan, chapter.output, on_progress, cache=cache, jobs=jobs, retake_chunks=frozenset(row.get("retake_chunks", ())))
     doc["build_key"], doc["batched"] = row["build_key"], batched
+    doc["takes_key"] = row["takes_key"] = _takes_key(doc)
     _write_json(chapter.output.with_suffix(".json"), doc)
     flagged = (doc.get("qa") or {}).get("flagged", 0)
     emit(BuildEvent("done", chapter.source.name, {"duration": doc["duration"], "rendered": doc["rendered"] + batched, "flagged": flagged}))
     if doc.get("qa"):
         row["qa"] = {k: doc["qa"][k] for k in ("mode", "flagged", "flagged_chunks")}
     row.update(built=True, title=_title(chapter, doc))
+
+
+def _takes_key(doc: dict[str, Any]) -> str | None:
+    """Which takes a chapter file holds (None: the plan's seeds throughout): the book is bound again when it changes."""
+    takes = [[row["index"], row["take"]] for row in doc["chunks"] if row.get("take")]
+    return make_key({"takes": takes})[:16] if takes else None
+
+
+def chapter_retakes(project: Project, asked: list[tuple[str, frozenset[int]]]) -> dict[int, frozenset[int]]:
+    """`--retake-chunks CHAPTER:CHUNKS` as chapter position -> chunk indices. CHAPTER is the chapter's number in the
+    project (1 = the first), or the name or stem of its transcript or of its output file."""
+    out: dict[int, frozenset[int]] = {}
+    for name, chunks in asked:
+        names = [(c.source.name, c.source.stem, c.output.name, c.output.stem) for c in project.chapters]
+        found = next((n for n, known in enumerate(names) if name in known), None)
+        if found is None and name.isdigit() and 1 <= int(name) <= len(project.chapters):
+            found = int(name) - 1
+        if found is None:
+            raise UsageError(f"--retake-chunks {name}:...: {project.path.name} has no chapter {name!r}; name it by number "
+                             f"(1-{len(project.chapters)}) or by file, e.g. {project.chapters[0].output.stem}:3")
+        out[found] = out.get(found, frozenset()) | chunks
+    return out
 
 
 def _title(chapter: Chapter, manifest: dict[str, Any]) -> str:
@@ -417,9 +450,10 @@ def _title(chapter: Chapter, manifest: dict[str, Any]) -> str:
 def _bind_book(project: Project, chapters: list[dict[str, Any]], options: RenderOptions, force: bool,
                emit: Callable[[BuildEvent], None]) -> dict[str, Any]:
     out = project.output
+    takes = [c.get("takes_key") for c in chapters]
     key = make_key({"chapters": [c["build_key"] for c in chapters], "titles": [c["title"] for c in chapters],
                     "title": project.title, "author": project.author, "gap": options.pause_chapter,
-                    "cover": str(project.cover) if project.cover else None})
+                    "cover": str(project.cover) if project.cover else None, **({"takes": takes} if any(takes) else {})})
     stamp_path = out.with_name(out.name + ".json")
     stamp = _stamp(stamp_path)
     if not force and out.is_file() and stamp and stamp.get("build_key") == key:

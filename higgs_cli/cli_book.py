@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from .cli_check import QaModel, qa_options
+from .cli_check import QaModel, parse_chapter_chunks, qa_options
 from .cli_common import CacheDir, Jobs, Json, NoCache, Quiet, cap_jobs, chunk_cache, err, out, reported
 from .cli_ray import RayAddress, cluster_bar, ray_settings
 from .errors import UsageError
@@ -44,10 +44,13 @@ def build_cmd(
     retakes: Annotated[int | None, typer.Option("--retakes", rich_help_panel="Quality gate", show_default=False,
                                                 help="Extra takes of a failing chunk; overrides the project's.")] = None,
     qa_model: QaModel = None, ray: RayAddress = None,
+    retake_chunks: Annotated[list[str] | None, typer.Option("--retake-chunks", rich_help_panel="Quality gate", show_default=False,
+                                                            help="CHAPTER:CHUNKS, e.g. 2:3,17 or 02-the-cafe:3,17 (repeatable): re-render "
+                                                                 "those chunks with a new take, then that chapter and the book.")] = None,
 ) -> None:
     """Build a book: render out-of-date chapters, then bind them; unchanged parts are skipped."""
     from . import engines
-    from .build import BuildEvent, build, load_project
+    from .build import BuildEvent, build, chapter_retakes, load_project
 
     if project.suffix.lower() in (".epub", ".md", ".markdown", ".txt"):  # a book itself: import it first (one narrator)
         from .books import project_for
@@ -57,7 +60,9 @@ def build_cmd(
             edited = f"; your edits kept: {', '.join(imported['edited'])}" if imported.get("edited") else ""
             done = "book unchanged since its import: reusing" if imported.get("reused") else "imported"
             err.print(f"{done} {len(imported['chapters'])} chapters in {project} ({len(imported['skipped'])} parts skipped{edited})", soft_wrap=True)
+    asked = parse_chapter_chunks(retake_chunks)
     spec = load_project(project)
+    retake = chapter_retakes(spec, asked)
     if qa is not None or retakes is not None or qa_model is not None:
         given = spec.options.qa
         spec = replace(spec, options=replace(spec.options, qa=qa_options(qa or given.mode, given.retakes if retakes is None else retakes,
@@ -79,7 +84,7 @@ def build_cmd(
             err.print("  " + line(event.name, event.detail))
 
     try:
-        summary = build(spec, engine, chunk_cache(cache_dir, no_cache), cap_jobs(jobs, quiet), force, report, ray=on_ray)
+        summary = build(spec, engine, chunk_cache(cache_dir, no_cache), cap_jobs(jobs, quiet), force, report, ray=on_ray, retake=retake)
     finally:
         stop()
     if as_json:

@@ -50,6 +50,18 @@ def parse_chunks(value: str | None) -> frozenset[int]:
     return frozenset(out)
 
 
+def parse_chapter_chunks(values: list[str] | None) -> list[tuple[str, frozenset[int]]]:
+    """`higgs build --retake-chunks 2:3,17 --retake-chunks 01-intro:0-2` -> [(chapter, chunks), ...]."""
+    out = []
+    for value in values or []:
+        chapter, sep, chunks = value.rpartition(":")
+        if not sep or not chapter.strip() or not chunks.strip():
+            raise UsageError(f"--retake-chunks {value!r}: on build, name the chapter: CHAPTER:CHUNKS, e.g. 2:3,17 or 02-the-cafe:3,17 "
+                             "(the chapter's number or file; repeat the option for more chapters)")
+        out.append((chapter.strip(), parse_chunks(chunks)))
+    return out
+
+
 def flagged_lines(doc: dict[str, Any]) -> list[str]:
     """One line per chunk that failed the gate: index, transcript line, reasons."""
     lines = []
@@ -82,7 +94,8 @@ def strict_build(summary: dict[str, Any]) -> None:
            if (c.get("qa") or {}).get("mode") == "strict" and c["qa"]["flagged"]]
     if bad:
         where = "; ".join(f"{name}: chunks {', '.join(map(str, chunks))}" for name, chunks in bad)
-        raise QualityError(f"chunks failed the quality gate ({where}); see each chapter's .json, or raise --retakes")
+        again = " ".join(f"--retake-chunks {Path(name).stem}:{','.join(map(str, chunks))}" for name, chunks in bad)
+        raise QualityError(f"chunks failed the quality gate ({where}); see each chapter's .json, retake them ({again}), or raise --retakes")
 
 
 def register(app: typer.Typer, out: Any, err: Any, reported: Any) -> None:

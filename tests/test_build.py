@@ -109,3 +109,30 @@ def test_one_cast_for_the_whole_book(tmp_path):
     assert plans[0].cast["MAYA"].name == "nell"
     assert len({voices[s].name for s in ("NARRATOR", "MAYA", "TOM")}) == 3  # TOM does not get MAYA's voice
     assert set(plans[1].cast) == {"NARRATOR", "TOM"}
+
+
+def test_retake_chunks_on_build_rerenders_those_chunks_then_that_chapter_and_the_book(tmp_path):
+    path = project(tmp_path)  # espeak: one.txt has 4 chunks (heading + 3), two.txt 3
+    first = build(path)
+    one, book = tmp_path / "out" / "one.wav", tmp_path / "out" / "book.wav"
+    one_bytes, one_mtime = one.read_bytes(), one.stat().st_mtime_ns
+    seeds = [c["seed"] for c in json.loads((tmp_path / "out" / "two.json").read_text())["chunks"]]
+
+    redo = build(path, "--retake-chunks", "2:1", "--retake-chunks", "two:2")  # by number and by file stem
+    assert [c["built"] for c in redo["chapters"]] == [False, True] and redo["book"]["built"]
+    two = json.loads((tmp_path / "out" / "two.json").read_text())
+    assert two["rendered"] == 2 and [c.get("retake") for c in two["chunks"]] == [None, "asked", "asked"]
+    assert two["chunks"][0]["seed"] == seeds[0] and all(two["chunks"][i]["seed"] != seeds[i] for i in (1, 2))
+    assert one.read_bytes() == one_bytes and one.stat().st_mtime_ns == one_mtime  # the other chapter is not touched
+    assert redo["book"]["duration"] == pytest.approx(first["book"]["duration"], abs=1.0)
+
+    again = build(path)  # the new takes are kept: nothing to do
+    assert [c["built"] for c in again["chapters"]] == [False, False] and not again["book"]["built"]
+
+    runner = CliRunner()
+    book_before = book.read_bytes()
+    for args, message in ((["--retake-chunks", "3:0"], "has no chapter '3'"), (["--retake-chunks", "one:9"], "one:9: that chapter has chunks 0..3"),
+                          (["--retake-chunks", "1,2"], "name the chapter")):
+        bad = runner.invoke(app, ["build", str(path), "--cache", str(tmp_path / "cache"), *args])
+        assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output, bad.output
+    assert book.read_bytes() == book_before
