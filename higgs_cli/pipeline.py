@@ -69,6 +69,8 @@ def _speech_pass(plan: Plan, target: Path, keys: list[str], cache: ChunkCache, j
     line = _Timeline([], [], [(0.0, plan.options.music)] if plan.options.music else [])
     renderer = Renderer(plan, keys, cache, jobs)
     renderer.takes = list(takes or renderer.takes)
+    if gate is not None and gate.mode in ("retake", "strict"):
+        renderer.settle_after_batch()
     with AudioWriter(target, SAMPLE_RATE, subtype) as writer:
         for i, entry, hit in renderer:
             chunk = plan.chunks[i]
@@ -243,6 +245,8 @@ def stream(plan: Plan, cache: ChunkCache | None = None, jobs: int = 1,
     plan = ready.plan
     renderer = Renderer(plan, chunk_keys(plan), cache, jobs)
     renderer.takes = list(ready.takes or renderer.takes)
+    if ready.gate is not None and ready.gate.mode in ("retake", "strict"):
+        renderer.settle_after_batch()
 
     def entries() -> Iterator[tuple[int, Entry]]:
         for i, entry, hit in renderer:

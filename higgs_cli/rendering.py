@@ -59,6 +59,9 @@ class Renderer:
     Anchors are rendered or fetched first and never yielded. A batching engine with a width above 1
     gets every missing chunk at once (render_batch); finished chunks go to the cache (a temporary one
     under --no-cache) and come back out in order, so memory holds no more than the chunks in flight.
+    When the quality gate retakes (`settle_after_batch()`), the batch runs to its end first and the chunks
+    then come out one by one as in a sequential render, so a retake, and every later chunk of its chain
+    whose context held the rejected take, renders one at a time on the engine restarted in the kept context.
     """
 
     def __init__(self, plan: Plan, keys: list[str], cache: ChunkCache, jobs: int):
@@ -76,6 +79,11 @@ class Renderer:
         self.context = bool(self.anchors) or self.cls.context_of.__func__ is not engines.Engine.context_of.__func__
         self.fed: list[tuple[engines.ChunkRequest, Entry]] = []
         self.anchor_fed: dict[str, tuple[engines.ChunkRequest, Entry]] = {}
+        self._settle_after_batch = False
+
+    def settle_after_batch(self) -> None:
+        """The gate will retake: with a batch, finish it before the first chunk comes out (see the class doc)."""
+        self._settle_after_batch = self.retakes_inline = True
 
     def __iter__(self) -> Iterator[tuple[int, Entry, bool]]:
         try:
@@ -208,6 +216,14 @@ class Renderer:
         with tempfile.TemporaryDirectory(prefix="higgs-batch-") as scratch:
             store = self.cache if self.cache.enabled else ChunkCache(Path(scratch))
             engine = self._start_engine(anchors=False)  # render_batch takes them with the chunks
+            if self._settle_after_batch:
+                for _ in _fill(engine, [(0, r) for r in requests], [keys], store, self.width):
+                    pass
+                self.cache = store
+                self._restart(engine)
+                for i, entry, hit in self._sequential():  # a chunk the batch rendered is no cache hit
+                    yield i, entry, hit and not (i in missing and self.keys[i] == keys[i])
+                return
             ready, done, n = set(), 0, len(self.plan.chunks)
             for request in _fill(engine, [(0, r) for r in requests], [keys], store, self.width):
                 ready.add(request.index)
@@ -216,6 +232,15 @@ class Renderer:
                     done += 1
             for i in range(done, n):
                 yield i, self._stored(store, keys[i]), i not in missing
+
+    def _restart(self, engine: engines.Engine) -> None:
+        """After a batch pass: the engine begins the job afresh with the anchors' state, as `_start_engine` leaves it."""
+        engine.begin(self.plan)
+        for anchor in self.anchors:
+            entry = self._stored(self.cache, self.anchor_keys[anchor.index])
+            engine.reuse(anchor, engines.ChunkAudio(entry.audio, entry.info, entry.state))
+            self.anchor_fed[anchor.speaker] = (anchor, entry)
+        self.replay.clear()
 
     @staticmethod
     def _stored(store: ChunkCache, key: str) -> Entry:

@@ -308,7 +308,7 @@ def test_auto_mode_follows_the_engine_and_higgs_qa(monkeypatch):
 CHAIN = "[SPEAKER0] The sun rises in the east. It sets in the west. Hello there.\n"
 
 
-def _higgs_plan(qa: str, retakes: int = 1, text: str = CHAIN):
+def _higgs_plan(qa: str, retakes: int = 1, text: str = CHAIN, batch: int = 1):
     from higgs_cli.options import HiggsSettings, QaOptions, RenderOptions
     from higgs_cli.pipeline import make_plan
     from higgs_cli.transcript import parse_transcript
@@ -316,28 +316,35 @@ def _higgs_plan(qa: str, retakes: int = 1, text: str = CHAIN):
     from .higgs_tiny import hub_dirs
 
     model, codec = hub_dirs()
-    settings = HiggsSettings(model=str(model), codec=str(codec), device="cpu", max_new_tokens=16)
+    settings = HiggsSettings(model=str(model), codec=str(codec), device="cpu", max_new_tokens=16, batch=batch)
     options = RenderOptions(engine="higgs", chunk="sentence", voices={"SPEAKER0": "ava"}, higgs=settings,
                             qa=QaOptions(mode=qa, retakes=retakes))
     return make_plan(parse_transcript(text), options, "higgs")
 
 
 @pytest.mark.filterwarnings("ignore:running Higgs Audio v2 on the CPU")
-def test_retakes_in_a_context_engine_condition_later_chunks_on_the_kept_take(tmp_path):
-    """A random checkpoint speaks noise, so every take fails; whichever take is kept, the chunks after it must
-    sound exactly as if that take had been the only one ever rendered."""
+@pytest.mark.parametrize("batch", [1, 2])
+def test_retakes_in_a_context_engine_condition_later_chunks_on_the_kept_take(tmp_path, batch, monkeypatch):
+    """Every take fails (a gate whose `silent` limit is above any audio: no Whisper time spent on a random
+    checkpoint's noise); whichever take is kept, the chunks after it must sound exactly as if that take had been
+    the only one ever rendered. With --batch 2 the batch renders first and the retakes (and the chunk whose context
+    held a rejected take) render after it, one at a time."""
     pytest.importorskip("torch")
+    import higgs_cli.options as o
     from higgs_cli.cache import ChunkCache
     from higgs_cli.pipeline import render
 
+    monkeypatch.setattr(o, "QA_SILENT_DB", 20.0)
+
     two = "[SPEAKER0] The sun rises in the east. Hello there.\n"
-    plan = _higgs_plan("retake", text=two)
+    plan = _higgs_plan("retake", text=two, batch=batch)
     doc = render(plan, tmp_path / "gated.wav", cache=ChunkCache(tmp_path / "c1"))
     assert all(not row["qa"]["passed"] and row["qa"]["takes"] == 2 for row in doc["chunks"])
     assert all(len(row["qa"]["rejected"]) == 1 for row in doc["chunks"])
+    assert not any(row["cached"] for row in doc["chunks"])
     kept = tuple(row["seed"] for row in doc["chunks"])
 
-    fresh = render(dataclasses_replace(_higgs_plan("off", text=two), seeds=kept), tmp_path / "plain.wav", cache=ChunkCache(tmp_path / "c2"))
+    fresh = render(dataclasses_replace(_higgs_plan("off", text=two, batch=batch), seeds=kept), tmp_path / "plain.wav", cache=ChunkCache(tmp_path / "c2"))
     assert [r["key"] for r in fresh["chunks"]] == [r["key"] for r in doc["chunks"]]
     assert np.array_equal(sf.read(str(tmp_path / "gated.wav"))[0], sf.read(str(tmp_path / "plain.wav"))[0])
 
