@@ -5,7 +5,7 @@ each client count sends that many streamed requests at once (`stream_format: aud
 two-paragraph text (two chunks). Per request: time to the first audio byte and to the last; per round: audio
 seconds delivered per wall-clock second. Writes BENCHMARKS.md ("Speech server under load").
 
-    .venv/bin/python bench/serve.py [--engine piper] [--workers 2] [--clients 1,8,32] [--no-write]
+    .venv/bin/python bench/serve.py [--engine piper] [--workers 2] [--clients 1,8,32] [--qa off] [--no-write]
 """
 
 from __future__ import annotations
@@ -71,12 +71,13 @@ def main() -> None:
     ap.add_argument("--engine", default="piper")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--clients", default="1,8,32")
+    ap.add_argument("--qa", default="off", help="the server's --qa (off, report, retake, strict): the quality gate's cost")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
     port = _free_port()
     cmd = [sys.executable, "-m", "higgs_cli", "serve", "--engine", args.engine, "--port", str(port), "--no-cache",
-           "--workers", str(args.workers), "--max-concurrent", str(max(counts)), "--max-waiting", str(max(counts))]
+           "--workers", str(args.workers), "--max-concurrent", str(max(counts)), "--max-waiting", str(max(counts)), "--qa", args.qa]
     log = tempfile.NamedTemporaryFile(prefix="higgs-serve-", suffix=".log", delete=False)
     server = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, env={**os.environ})
     url = f"http://127.0.0.1:{port}"
@@ -113,7 +114,8 @@ def main() -> None:
         Path(log.name).unlink(missing_ok=True)
     table = md_table(["clients", "first audio, median (s)", "first audio, max (s)", "server first byte, median / max (s)",
                       "whole reply, median (s)", "audio delivered (s)", "wall (s)", "audio s per wall s"], rows)
-    body = f"""Command: `.venv/bin/python bench/serve.py --engine {args.engine} --workers {args.workers} --clients {args.clients}`
+    qa = f" --qa {args.qa}" if args.qa != "off" else ""
+    body = f"""Command: `.venv/bin/python bench/serve.py --engine {args.engine} --workers {args.workers} --clients {args.clients}{qa}`
 (`higgs serve --no-cache`: every request renders; each client streams a different two-paragraph text, two chunks,
 `stream_format: audio`, pcm; the server admits all of them at once). {_machine()}; 1-minute load average after
 each round: {", ".join(f"{x:.1f}" for x in loads)} (other jobs were running). Server ready (engines loaded) after
