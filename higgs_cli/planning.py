@@ -220,6 +220,8 @@ def manifest(plan: Plan, output: Path | None, keys: list[str] | None = None, tim
     notes = [n.doc() for n in plan.script.notes + plan.notes]
     if notes or plan.script.format != "higgs":
         doc["input"] = {"format": plan.script.format, "notes": notes}
+        if plan.script.names:  # the source's speaker names -> ours (`Maya: ...` -> SPEAKER0)
+            doc["input"]["speakers"] = {name: spk for spk, name in plan.script.names.items()}
     preview = None if timings is not None else cls.preview(plan)
     if preview:
         doc["engine_plan"] = preview

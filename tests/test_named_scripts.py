@@ -45,6 +45,7 @@ def test_named_speakers_become_speakers_in_order_with_every_word_and_no_name_rea
     script.write_text(PODCAST, encoding="utf-8")
     doc, stderr = plan("-t", str(script))
     assert doc["input"]["format"] == "name-colon"
+    assert doc["input"]["speakers"] == {"Maya": "SPEAKER0", "Tom": "SPEAKER1", "Dr. Okafor": "SPEAKER2"}
     assert "Maya -> SPEAKER0, Tom -> SPEAKER1, Dr. Okafor -> SPEAKER2" in stderr  # the mapping, on stderr
     assert {s: v.get("name") for s, v in doc["speakers"].items()} == {"SPEAKER0": "Maya", "SPEAKER1": "Tom", "SPEAKER2": "Dr. Okafor",
                                                                      "NARRATOR": None}
