@@ -101,7 +101,10 @@ def main() -> None:
             deadline = time.monotonic() + 10  # a line is written just after its reply ends
             while len(_access_log(log.name)) < logged + clients and time.monotonic() < deadline:
                 time.sleep(0.1)
-            server_first = [e["first_byte_ms"] / 1000 for e in _access_log(log.name)[logged:logged + clients] if e.get("first_byte_ms")]
+            entries = _access_log(log.name)[logged:logged + clients]
+            server_first = [e["first_byte_ms"] / 1000 for e in entries if e.get("first_byte_ms")]
+            if args.qa != "off":  # what the gate did in this round
+                print({k: sum(e.get("qa", {}).get(k, 0) for e in entries) for k in ("checked", "flagged", "retaken")}, flush=True)
             logged += clients
             loads.append(os.getloadavg()[0])
             print(result, flush=True)
