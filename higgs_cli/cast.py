@@ -105,6 +105,10 @@ def infer_gender(speaker: str, text: str = "", description: str | None = None) -
     for w in words:
         if w in _TITLES:
             return _TITLES[w], f"the tag's title {w.upper()} is {_TITLES[w]}"
+    for w in words:  # a role that says it: "Male speaker", "OLD_WOMAN", "Narrator (female)"
+        gender = next((g for g, group in _WORDS.items() if w in group and w not in ("he", "him", "his", "she", "her")), None)
+        if gender:
+            return gender, f"the name says {w!r}"
     words = [w for w in words if w not in _NEUTRAL_TITLES] or words  # "Dr. Ada Lovelace": the first name is Ada
     if not words or re.fullmatch(r"speaker\d*", words[0]):
         return None, "the tag is not a name"

@@ -14,8 +14,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-# `Name:` / `**Name:**` / `**Name**:` / `NAME (laughing):` opening a line, then a space or the end of the line.
-_TAG = re.compile(r"^\s*(?:\*\*|__)?(?P<name>[^\W\d_][\w'’.\- ]{0,40}?)\s*(?:\((?P<cue>[^()\n]{1,40})\))?\s*(?:\*\*|__)?:(?:\*\*|__)?(?=\s|$)")
+# `Name:` / `**Name:**` / `**Name**:` / `NAME (laughing):` / `3. [Male speaker]:` opening a line, then a space or the end.
+_TAG = re.compile(r"^\s*(?:\d{1,4}[.)]\s+)?(?:\*\*|__)?(?P<open>\[)?(?P<name>[^\W\d_][\w'’.\- ]{0,40}?)(?(open)\])\s*"
+                  r"(?:\((?P<cue>[^()\n]{1,40})\))?\s*(?:\*\*|__)?:(?:\*\*|__)?(?=\s|$)")
 _WORD = re.compile(r"^(?:[^\W\d_][\w'’-]*\.?|\d{1,2})$")  # Alice, O'Neil, Mary-Jane, Dr., J., a trailing 1 (Host 1)
 _PARTICLES = {"de", "da", "del", "der", "di", "du", "la", "le", "van", "von", "bin", "al", "el", "y"}
 # Words that label a line in prose, notes and outlines; they are never read as speakers unless forced.
@@ -58,7 +59,7 @@ def tag(line: str) -> Tag | None:
     if words[0].isdigit() or words[0][0].islower() or len([w for w in words if w.isdigit()]) > 1 or (words[-1].isdigit() and len(words) == 1):
         return None
     for w in words[1:]:
-        if w[0].islower() and w not in _PARTICLES:
+        if w[0].islower() and w not in _PARTICLES and not m.group("open"):  # "[Male speaker]:": the brackets say it is a name
             return None
         if w.isdigit() and w is not words[-1]:
             return None
@@ -128,7 +129,7 @@ def notes_for(lines: list[str], ours: dict[str, str], names: dict[str, str], for
         if line.lstrip().startswith("#"):  # a heading: what follows it untagged is the narrator's
             current = None
             continue
-        if not line.strip():
+        if not any(ch.isalnum() for ch in line):  # blank, or a rule (-----): nothing is read
             continue
         who = "NARRATOR" if current is None else f"{names[current]} ({current}), the last speaker named"
         if t is not None and is_label(t):

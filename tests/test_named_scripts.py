@@ -118,3 +118,15 @@ def test_a_named_script_renders_with_a_voice_per_name(tmp_path):
     assert doc["speakers"]["SPEAKER0"]["voice"] != doc["speakers"]["SPEAKER1"]["voice"]
     assert [c["text"] for c in doc["chunks"]] == ["Hello Ben.", "Hello Ann.", "Bye.", "Bye now."]
     assert all(c["end"] - c["start"] > 0.2 for c in doc["chunks"]) and sf.info(str(out)).duration >= doc["chunks"][-1]["end"]
+
+
+def test_numbered_bracketed_roles_as_llm_podcast_generators_write_them():
+    text = ("-----\n\nIntroduction\n\n1. [Male speaker]: Have you ever wondered how a tide turns?\n\n"
+            "2. [Female speaker]: Often. The moon does most of the work.\n\n3. [Male speaker]: And the sun?\n\n"
+            "4. [Female speaker]: A little, twice a month.\n")
+    script = load(text)
+    assert script.format == "name-colon" and script.names == {"SPEAKER0": "Male speaker", "SPEAKER1": "Female speaker"}
+    assert [s.text for s in script.segments if s.speaker == "SPEAKER0"] == ["Have you ever wondered how a tide turns?", "And the sun?"]
+    assert [n.line for n in script.notes if n.kind == "warning"] == [3]  # the section title, read by NARRATOR; the rule is not warned about
+    doc, _ = plan("--text", text)
+    assert doc["speakers"]["SPEAKER0"]["gender"] == "masculine" and doc["speakers"]["SPEAKER1"]["gender"] == "feminine"  # the role says it
