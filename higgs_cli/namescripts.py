@@ -49,6 +49,8 @@ class Tag:
 
 def tag(line: str) -> Tag | None:
     """The name tag opening `line`, if its name looks like a person's or a role's (short, capitalised words)."""
+    if ":" not in line[:120]:  # most lines of prose: no colon near the start, no tag (and no regex run)
+        return None
     m = _TAG.match(line)
     if not m:
         return None
@@ -88,7 +90,8 @@ def judge(lines: list[str], body: set[int]) -> Verdict:
     tags = {i: t for i in body if (t := tag(lines[i])) is not None and not is_label(t)}
     if not tags:
         return Verdict(False)
-    openings = {i for i in body if i == min(body) or not lines[i - 1].strip() or i in tags or (i - 1) not in body}
+    start = min(body)
+    openings = {i for i in body if i == start or not lines[i - 1].strip() or i in tags or (i - 1) not in body}
     share = len(tags) / len(openings)
     uses = Counter(t.key for t in tags.values())
     reused = [k for k, n in uses.items() if n >= 2]
