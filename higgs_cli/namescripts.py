@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 # `Name:` / `**Name:**` / `**Name**:` / `NAME (laughing):` / `3. [Male speaker]:` opening a line, then a space or the end.
 _TAG = re.compile(r"^\s*(?:\d{1,4}[.)]\s+)?(?:\*\*|__)?(?P<open>\[)?(?P<name>[^\W\d_][\w'’.\- ]{0,40}?)(?(open)\])\s*"
@@ -47,6 +48,7 @@ class Tag:
     end: int
 
 
+@lru_cache(maxsize=1 << 16)  # detection, mapping, conversion and notes each look at every line
 def tag(line: str) -> Tag | None:
     """The name tag opening `line`, if its name looks like a person's or a role's (short, capitalised words)."""
     if ":" not in line[:120]:  # most lines of prose: no colon near the start, no tag (and no regex run)
