@@ -537,8 +537,11 @@ def _add_part(book: Book, title: str, paragraphs: list[str], hint: tuple[str, in
     """Close a part; a voice hint with no text before any chapter is the whole book's narrator."""
     if paragraphs:
         book.parts.append(Part(title, paragraphs, voice=hint[0] if hint else None, voice_line=hint[1] if hint else None))
+        if hint:
+            book.notes.append(f"line {hint[1]}: voice hint: {hint[0]} narrates {title!r}")
     elif hint and not any(p.kind == "chapter" for p in book.parts) and book.voice is None:
         book.voice, book.voice_line = hint
+        book.notes.append(f"line {hint[1]}: voice hint: {hint[0]} narrates every chapter without its own hint")
     elif hint:
         book.notes.append(f"line {hint[1]}: voice hint {hint[0]} is in a part with no text; not used")
 

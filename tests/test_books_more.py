@@ -112,6 +112,7 @@ def test_voice_hint_forms_and_where_they_apply(tmp_path):
     parsed = read_book(book)
     assert [(p.title, p.voice, p.voice_line) for p in parsed.parts] == [("The Sea", "nell", 4), ("The Hill", "mae", 10), ("The End", None, None)]
     assert any("line 14: a second voice hint (ava) in one chapter; the chapter keeps mae (line 10)" in n for n in parsed.notes)
+    assert "line 10: voice hint: mae narrates 'The Hill'" in parsed.notes  # said at import
     plain = run("generate", "--text", "<<VOICE:mae>>\nHello.", "--dry-run", "--json", "--engine", "espeak")
     doc = json.loads(plain.stdout)  # outside a book the hint is never read out, and says how to choose a voice here
     assert [c["text"] for c in doc["chunks"]] == ["Hello."] and "--voice" in " ".join(n["message"] for n in doc["input"]["notes"])
