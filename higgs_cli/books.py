@@ -34,6 +34,7 @@ _CHAPTERISH = re.compile(r"^\s*(chapter|book|part|volume|canto|act|prologue|epil
                          r"[IVXLC]+\b|\d+\b)", re.I)
 _WORD = re.compile(r"\w+")
 FRONT_MAX_WORDS = 120  # a short part before the first real chapter (dedication, edition line) is front matter
+EPUB_MAX_UNPACKED = 1 << 30  # ebooklib holds every member in memory; illustrated books are tens of MB
 
 
 @dataclass
@@ -129,11 +130,16 @@ def _read_epub(path: Path) -> Book:
 
 
 def _refuse_drm(path: Path) -> None:
-    """An EPUB whose documents are encrypted (DRM) would import as noise; font obfuscation alone is fine."""
+    """An EPUB whose documents are encrypted (DRM) would import as noise; font obfuscation alone is fine. One that
+    unpacks to more than EPUB_MAX_UNPACKED (a zip bomb, or not a book) is refused before ebooklib holds it in memory."""
     import zipfile
 
     try:
         with zipfile.ZipFile(path) as z:
+            unpacked = sum(info.file_size for info in z.infolist())
+            if unpacked > EPUB_MAX_UNPACKED:
+                raise UsageError(f"{path}: unpacks to {unpacked >> 20} MB, more than the {EPUB_MAX_UNPACKED >> 20} MB any book needs "
+                                 "(a damaged file or a zip bomb); check the file")
             if "META-INF/encryption.xml" not in z.namelist():
                 return
             listing = z.read("META-INF/encryption.xml").decode("utf-8", "replace")
@@ -344,6 +350,11 @@ def _read_markdown(path: Path, text: str) -> Book:
 
         loaded = load_yaml(found.group(1), str(path))
         meta = loaded if isinstance(loaded, dict) else {}
+        for key in ("title", "author", "language", "lang"):
+            if meta.get(key) is not None and not isinstance(meta[key], str | int | float):
+                raise UsageError(f"{path}: front matter `{key}:` is {type(meta[key]).__name__}; write it as one line of text")
+            if meta.get(key) is not None:
+                meta[key] = str(meta[key])
         text = text[found.end():]
     skipped = found.group(0).count("\n") if found else 0  # lines of front matter, for the line numbers of voice hints
     lines = [piece for number, ln in enumerate(text.split("\n"), start=1 + skipped) for piece in _md_hint(ln, number)]
@@ -600,19 +611,34 @@ def _slug(text: str, limit: int = 40) -> str:
     return slug[:limit].rstrip("-") or "part"
 
 
+_PAUSE = re.compile(r"\[pause(?::\s*\d+(?:\.\d+)?\s*)?\]")  # a real pause (SSML <break> in a Markdown book becomes one)
+
+
+def as_text(text: str) -> str:
+    """Book prose as transcript text: square brackets ("[sic]", "[Editor: ...]", a stray "[") are read as words, never
+    taken as speaker tags, sound events or control tags; only a well-formed [pause] is kept."""
+    pieces = _PAUSE.split(text)
+    pauses = _PAUSE.findall(text)
+    plain = [p.replace("[", "(").replace("]", ")") for p in pieces]
+    return "".join(x for pair in zip(plain, [*pauses, ""], strict=True) for x in pair)
+
+
 def transcript_text(part: Part) -> str:
     """A part as our transcript: `# Title` (a chapter mark, read by the narrator), then its paragraphs."""
-    lines = [f"# {part.title}", ""] if part.title else []
+    lines = [f"# {as_text(part.title)}", ""] if part.title else []
     for paragraph in part.paragraphs:
-        if paragraph.startswith(("[", "#")):
-            paragraph = paragraph.lstrip("[#").lstrip()  # never a speaker tag or a heading by accident
-        lines += [paragraph, ""]
+        if paragraph.startswith("#"):
+            paragraph = paragraph.lstrip("#").lstrip()  # never a heading by accident
+        lines += [as_text(paragraph), ""]
     return "\n".join(lines)
 
 
 def write_project(book: Book, out_dir: Path, voice: str | None = None, engine: str = "auto", include_all: bool = False,
-                  force: bool = False) -> dict[str, Any]:
-    """Write chapters/NN-title.txt per part and book.yaml; returns the summary the CLI prints."""
+                  force: bool = False, edited_hint: str | None = None) -> dict[str, Any]:
+    """Write chapters/NN-title.txt per part and book.yaml; returns the summary the CLI prints.
+
+    Nothing the user edited (or wrote) is overwritten without `force`; all files are staged first and renamed into
+    place together, so an error or a signal leaves the folder as it was."""
     project = out_dir / "book.yaml"
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"-o {out_dir}: is a file; give a folder for the project")
@@ -621,18 +647,28 @@ def write_project(book: Book, out_dir: Path, voice: str | None = None, engine: s
     check_voice_hints(book)
     if voice and book.voice and voice != book.voice:
         book.notes.append(f"line {book.voice_line}: the book's voice hint ({book.voice}) is overridden by --voice {voice}")
+    files, summary = _project_files(book, out_dir, project, voice or book.voice, engine, include_all)
+    if not force:
+        _refuse_edits(out_dir, files, edited_hint or "import into a new -o folder, or add --force to overwrite your edits")
+    stamp = {"book": _sha256(book.source), "version": IMPORT_VERSION, "files": {name: _digest(data) for name, data in files.items()},
+             "summary": summary}
     try:
-        return _write(book, out_dir, project, voice or book.voice, engine, include_all)
+        _commit(out_dir, files, json.dumps(stamp, ensure_ascii=False, indent=1).encode("utf-8"))
     except OSError as e:
-        raise UsageError(f"-o {out_dir}: cannot write the project ({e.strerror or e}); choose a writable folder") from e
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        raise UsageError(f"-o {out_dir}: cannot write the project{where} ({e.strerror or e}); choose a writable folder") from e
+    return summary
 
 
-def _write(book: Book, out_dir: Path, project: Path, voice: str | None, engine: str, include_all: bool) -> dict[str, Any]:
-    (out_dir / "chapters").mkdir(parents=True, exist_ok=True)
-    rows, skipped, words = [], [], 0
+def _project_files(book: Book, out_dir: Path, project: Path, voice: str | None, engine: str,
+                   include_all: bool) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Every file of the project (relative name -> bytes) and the summary."""
+    files: dict[str, bytes] = {}
+    rows, skipped, words, bracketed = [], [], 0, 0
     for i, part in enumerate(book.parts, start=1):
         name = f"chapters/{i:02d}-{_slug(part.title)}.txt"
-        _write_if_changed(out_dir / name, transcript_text(part))
+        files[name] = transcript_text(part).encode("utf-8")
+        bracketed += sum(1 for p in part.paragraphs if "[" in p or "]" in p)
         narrated = include_all or part.kind == "chapter"
         rows.append({"file": name, "title": part.title, "kind": part.kind, "words": part.words, "skip": not narrated,
                      **({"voice": part.voice} if part.voice else {})})
@@ -640,16 +676,17 @@ def _write(book: Book, out_dir: Path, project: Path, voice: str | None, engine: 
             words += part.words
         else:
             skipped.append({"title": part.title, "kind": part.kind, "words": part.words, "file": name})
+    notes = book.notes + ([f"{bracketed} paragraphs hold square brackets; they are read as text, not as tags"] if bracketed else [])
     cover = None
     if book.cover:
         cover = f"cover{book.cover[1]}"
-        _write_if_changed(out_dir / cover, book.cover[0])
-    _write_if_changed(project, _book_yaml(book, rows, cover, voice, engine))
+        files[cover] = book.cover[0]
+    files["book.yaml"] = _book_yaml(book, rows, cover, voice, engine).encode("utf-8")
     written = sum(len(_WORD.findall(transcript_text(p))) for p in book.parts)
-    return {"project": str(project), "title": book.title, "author": book.author, "language": book.language,
-            "cover": cover, "chapters": [r for r in rows if not r["skip"]], "skipped": skipped, "words": words,
-            "minutes": round(words / WORDS_PER_MINUTE, 1), "source_words": book.source_words, "written_words": written,
-            "notes": book.notes}
+    return files, {"project": str(project), "title": book.title, "author": book.author, "language": book.language,
+                   "cover": cover, "chapters": [r for r in rows if not r["skip"]], "skipped": skipped, "words": words,
+                   "minutes": round(words / WORDS_PER_MINUTE, 1), "source_words": book.source_words, "written_words": written,
+                   "notes": notes}
 
 
 def check_voice_hints(book: Book) -> None:
@@ -671,16 +708,58 @@ def check_voice_hints(book: Book) -> None:
             raise UsageError(f"{where}: voice hint: {e}") from e
 
 
-def _write_if_changed(path: Path, data: str | bytes) -> None:
-    """Write atomically, and only when different (so `higgs build` sees unchanged chapters as unchanged)."""
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _refuse_edits(out_dir: Path, files: dict[str, bytes], hint: str) -> None:
+    """A file this import would change that is not what the last import wrote is the user's: refuse, naming it."""
+    record = (_import_stamp(out_dir / IMPORT_STAMP) or {}).get("files", {})
+    for name, data in files.items():
+        path = out_dir / name
+        if not path.is_file():
+            if path.exists():
+                raise UsageError(f"{path} is in the way (not a file); move it, or import into a new -o folder")
+            continue
+        current = path.read_bytes()
+        if current != data and record.get(name) != _digest(current):
+            raise UsageError(f"{path} was changed since `higgs import` wrote it (or is not its file); re-importing would "
+                             f"overwrite it: {hint}")
+
+
+def _commit(out_dir: Path, files: dict[str, bytes], stamp: bytes) -> None:
+    """Stage every changed file beside its target, then rename them all into place; on any error or signal the temps
+    (and folders this call made) are removed. Unchanged files are not touched, so `higgs build` sees them unchanged."""
     import os
 
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    if path.is_file() and path.read_bytes() == raw:
-        return
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_bytes(raw)
-    os.replace(tmp, path)
+    made = [d for d in (out_dir, out_dir / "chapters") if not d.exists()]
+    staged: list[tuple[Path, Path]] = []
+    try:
+        (out_dir / "chapters").mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            path = out_dir / name
+            if path.is_file() and path.read_bytes() == data:
+                continue
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+            staged.append((tmp, path))
+            tmp.write_bytes(data)
+        for tmp, path in staged:
+            os.replace(tmp, path)
+        tmp = out_dir / f"{IMPORT_STAMP}.{os.getpid()}.partial"
+        staged.append((tmp, out_dir / IMPORT_STAMP))
+        tmp.write_bytes(stamp)
+        os.replace(tmp, out_dir / IMPORT_STAMP)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        for folder in reversed(made):
+            try:
+                folder.rmdir()  # only when still empty: nothing renamed into it
+            except OSError:
+                pass
+        raise
 
 
 def _book_yaml(book: Book, rows: list[dict[str, Any]], cover: str | None, voice: str | None, engine: str) -> str:
@@ -715,11 +794,12 @@ def project_for(book_path: Path) -> tuple[Path, dict[str, Any]]:
     kept and the build stops, naming the file and the fix.
     """
     out = book_path.parent / f"{book_path.stem}.higgs"
+    hint = f"to build with your edits, run `higgs build {out / 'book.yaml'}`; to re-import, remove {out}"
     digest = _sha256(book_path)
     stamp = _import_stamp(out / IMPORT_STAMP)
     if stamp is not None:
         state = {name: _file_state(out / name, sha) for name, sha in stamp["files"].items()}
-        if stamp["book"] == digest and stamp["version"] == IMPORT_VERSION and "missing" not in state.values():
+        if stamp.get("book") == digest and stamp.get("version") == IMPORT_VERSION and "missing" not in state.values():
             edited = sorted(name for name, st in state.items() if st == "edited")
             return out / "book.yaml", {**stamp["summary"], "reused": True, "edited": edited}
         edited = next((name for name, st in state.items() if st == "edited"), None)
@@ -727,11 +807,7 @@ def project_for(book_path: Path) -> tuple[Path, dict[str, Any]]:
             raise UsageError(f"{out / edited} was edited after `higgs build {book_path.name}` imported the book, and the book has "
                              f"changed since; to keep the edit, import the new book elsewhere (higgs import {book_path.name} -o NEW) "
                              f"and carry it over, or delete {out / edited} to re-import")
-    summary = write_project(read_book(book_path), out)
-    written = ["book.yaml"] + [row["file"] for row in summary["chapters"] + summary["skipped"]] + ([summary["cover"]] if summary["cover"] else [])
-    files = {name: _sha256(out / name) for name in written}
-    _write_if_changed(out / IMPORT_STAMP, json.dumps({"book": digest, "version": IMPORT_VERSION, "files": files, "summary": summary},
-                                                     ensure_ascii=False, indent=1))
+    summary = write_project(read_book(book_path), out, edited_hint=hint)  # writes the stamp too
     return Path(summary["project"]), summary
 
 

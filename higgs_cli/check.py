@@ -14,7 +14,7 @@ from .options import SAMPLE_RATE
 def check_render(audio: Path, manifest: Path, model: str | None = None) -> dict[str, Any]:
     """A report: every timed chunk's verdict, and `flagged` (index and reasons of each failing chunk)."""
     from .audio import read_audio, resample
-    from .inspection import load_manifest
+    from .inspection import load_manifest, manifest_mismatch
     from .qa import Checker
 
     doc = load_manifest(Path(audio), Path(manifest))
@@ -24,9 +24,10 @@ def check_render(audio: Path, manifest: Path, model: str | None = None) -> dict[
     wav, rate = read_audio(Path(audio))
     wav = resample(wav, rate, SAMPLE_RATE)
     duration = len(wav) / SAMPLE_RATE
-    if float(rows[-1]["end"]) > duration + 0.5:
-        raise UsageError(f"{manifest}: chunks run to {rows[-1]['end']:.1f} s but {audio} lasts {duration:.1f} s; "
-                         "is this the manifest of that file?")
+    _check_timings(rows, duration, manifest)
+    problem = manifest_mismatch(doc, duration)
+    if problem:
+        raise UsageError(f"{manifest}: {problem}; is this the manifest of {audio}? give the JSON written with it")
     checker, expect = Checker(model), Expectations(doc)
     report: dict[str, Any] = {"file": str(audio), "manifest": str(manifest), "chunks": [], "flagged": []}
     for row in rows:
@@ -38,13 +39,26 @@ def check_render(audio: Path, manifest: Path, model: str | None = None) -> dict[
     return report
 
 
+def _check_timings(rows: list[dict[str, Any]], duration: float, manifest: Path) -> None:
+    """Every chunk's start and end are seconds inside the file, start before end (an edited manifest is named, not trusted)."""
+    import math
+
+    for row in rows:
+        start, end = row.get("start"), row.get("end")
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in (start, end))
+        if not numbers or not 0 <= start < end <= duration + 0.5:
+            raise UsageError(f"{manifest}: chunk {row.get('index', '?')} runs from {start!r} to {end!r} s, which is not a stretch "
+                             f"of this {duration:.1f} s file; give the manifest written with it (unedited)")
+
+
 class Expectations:
     """Per speaker: the voice's rate window and, for an engine that clones, its clip as the voice reference."""
 
     def __init__(self, doc: dict[str, Any]):
         from . import engines
 
-        self.speakers = doc.get("speakers") or {}
+        speakers = doc.get("speakers")
+        self.speakers = {k: v for k, v in speakers.items() if isinstance(v, dict)} if isinstance(speakers, dict) else {}
         try:
             self.clones = engines.engine_class(str(doc.get("engine"))).clones
         except UsageError:
@@ -68,7 +82,7 @@ class Expectations:
 
         name = (self.speakers.get(speaker) or {}).get("voice")
         try:
-            voice = resolve(name) if name else None
+            voice = resolve(name) if isinstance(name, str) and name else None
         except VoiceError:
             voice = None  # a voice since removed: the checks that need it are skipped
         if voice is None or voice.clip is None:

@@ -12,6 +12,7 @@ from .errors import QualityError, UsageError
 from .options import QA_MAX_RETAKES, QA_MODES, QaOptions
 
 _PANEL = "Quality gate"
+RETAKE_MAX_INDEX = 1_000_000  # far past any job (a 10-hour book is a few thousand chunks); a range past it would fill memory
 
 
 QaMode = Annotated[str, typer.Option("--qa", rich_help_panel=_PANEL,
@@ -46,6 +47,8 @@ def parse_chunks(value: str | None) -> frozenset[int]:
             raise UsageError(f"--retake-chunks {value!r}: write chunk indices like 3,17 or 3-5 (see them with --dry-run)") from None
         if first < 0 or last < first:
             raise UsageError(f"--retake-chunks {part.strip()!r}: give indices from 0 upwards, low-high for a range")
+        if last >= RETAKE_MAX_INDEX:
+            raise UsageError(f"--retake-chunks {part.strip()!r}: no job has {last + 1} chunks; list this job's with --dry-run")
         out.update(range(first, last + 1))
     return frozenset(out)
 

@@ -24,15 +24,17 @@ def convert(src: Path, dst: Path) -> str:
         raise UsageError(f"{src} is already in the transformers layout; load it directly with --model/--codec")
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise UsageError(f"{dst} already exists and is not empty; give a new directory (nothing there is overwritten)")
-    tmp = dst.with_name(f".{dst.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.partial")
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:
+        raise UsageError(f"{dst}: cannot create it ({e.strerror}); give a folder in a writable place") from e
     try:
         if kind == "original-lm":
             _convert_lm(src, tmp)
         else:
             _convert_codec(src, tmp)
-    except Exception:
+    except BaseException:  # Ctrl-C and SIGTERM too: a half-written copy is gigabytes
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if dst.is_dir():  # empty, checked above
@@ -86,11 +88,15 @@ def _check_adapter(src: Path, original: dict[str, Any]) -> None:
 
 def _lm_state_dict(src: Path) -> dict[str, Any]:
     import torch
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     raw: dict[str, Any] = {}
     for path in sorted(src.glob("*.safetensors")):
-        raw.update(load_file(path))
+        try:
+            raw.update(load_file(path))
+        except (SafetensorError, OSError) as e:
+            raise UsageError(f"{path}: damaged or incomplete weights file ({str(e).splitlines()[0][:120]}); download it again") from e
     # Boson trains with partially frozen embeddings/heads: the two halves are concatenated back.
     for whole, (a, b) in {
         "embed_tokens.weight": ("embed_tokens.embedding_frozen.weight", "embed_tokens.embedding_trainable.weight"),

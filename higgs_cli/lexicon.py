@@ -58,15 +58,46 @@ class Lexicon:
         return "".join(parts)
 
     @cached_property
-    def patterns(self) -> list[tuple[Entry, re.Pattern[str]]]:
-        return [(e, re.compile(rf"(?<!\w){re.escape(e.word)}(?!\w)", 0 if e.word != e.word.lower() else re.I)) for e in self.entries]
+    def _scanner(self) -> tuple[re.Pattern[str], dict[str, list[Entry]], list[int]]:
+        """One regex finding any entry (any case), the entries by lower-cased word, and the entry lengths, longest first."""
+        by_word: dict[str, list[Entry]] = {}
+        for entry in self.entries:
+            by_word.setdefault(entry.word.lower(), []).append(entry)
+        words = sorted(by_word, key=len, reverse=True)
+        return re.compile(rf"(?<!\w)(?:{'|'.join(map(re.escape, words))})(?!\w)", re.I), by_word, sorted({len(w) for w in words}, reverse=True)
 
     def _replace(self, text: str, engine: str, changes: list[tuple[str, str]] | None) -> str:
-        for entry, pattern in self.patterns:
-            new = entry.replacement(engine)
-            if new is not None:
-                text = pattern.sub(lambda m, new=new: _note(changes, m.group(0), new), text)
-        return text
+        """One left-to-right pass: a replacement is never looked at again, so one entry's respelling is never
+        rewritten by another entry (`Nguyen: a win` and `a: ay` give "a win", not "ay win")."""
+        if not self.entries:
+            return text
+        scanner = self._scanner[0]
+        out, pos = [], 0
+        while (m := scanner.search(text, pos)) is not None:
+            hit = self._match(text, m.start(), engine)
+            if hit is None:
+                out.append(text[pos:m.start() + 1])
+                pos = m.start() + 1
+                continue
+            end, new = hit
+            out += [text[pos:m.start()], _note(changes, text[m.start():end], new)]
+            pos = end
+        return "".join(out) + text[pos:]
+
+    def _match(self, text: str, at: int, engine: str) -> tuple[int, str] | None:
+        """The entry that applies at `at`: the longest whose case rule and word boundaries hold and that has a
+        replacement for this engine."""
+        _, by_word, lengths = self._scanner
+        for length in lengths:
+            for entry in by_word.get(text[at:at + length].lower(), ()):
+                new = entry.replacement(engine)
+                end = at + length
+                if new is None or (entry.word != entry.word.lower() and text[at:end] != entry.word):
+                    continue
+                if (at and (text[at - 1].isalnum() or text[at - 1] == "_")) or (end < len(text) and (text[end].isalnum() or text[end] == "_")):
+                    continue
+                return end, new
+        return None
 
 
 def _note(changes: list[tuple[str, str]] | None, word: str, new: str) -> str:
@@ -95,6 +126,9 @@ def _entry(word: str, value: object, where: str) -> Entry:
     espeak = " ".join(str(espeak).strip("[]").split()) if espeak is not None else None
     if not say and not ipa and not espeak:
         raise UsageError(f"{where}: {word!r} has an empty replacement")
+    if any(ch in value for value in (say, ipa, espeak) if value for ch in "[]"):
+        raise UsageError(f"{where}: {word!r}: a replacement cannot hold [ or ] (they mark tags and phoneme blocks); "
+                         "write the sounds in letters or /IPA/")
     return Entry(word, say or None, ipa or None, espeak or None)
 
 
@@ -117,14 +151,22 @@ def load(path: Path) -> Lexicon:
 
 
 def _tsv(text: str, source: str) -> list[Entry]:
-    entries = []
+    entries, seen = [], {}
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         word, tab, value = line.partition("\t")
         if not tab:
             raise UsageError(f"{source}:{number}: no tab; a TSV lexicon line is WORD<TAB>REPLACEMENT")
-        entries.append(_entry(word, value.strip(), f"{source}:{number}"))
+        entry = _entry(word, value.strip(), f"{source}:{number}")
+        if entry.word in seen:
+            line_before, before = seen[entry.word]
+            if before != entry:
+                raise UsageError(f"{source}:{number}: {entry.word!r} is already on line {line_before} with another "
+                                 "replacement; keep one")
+            continue
+        seen[entry.word] = (number, entry)
+        entries.append(entry)
     return entries
 
 

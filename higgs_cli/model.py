@@ -228,13 +228,14 @@ def load(settings: Any) -> Loaded:
 
 
 def _load_dirs(model_dir: Path, codec_dir: Path, device: Any, dtype: Any) -> Loaded:
+    from safetensors import SafetensorError
     from transformers import HiggsAudioV2ForConditionalGeneration, HiggsAudioV2TokenizerModel
 
     try:
         model = HiggsAudioV2ForConditionalGeneration.from_pretrained(model_dir, dtype=dtype).to(device).eval()
         codec = HiggsAudioV2TokenizerModel.from_pretrained(codec_dir).to(device).eval()
         processor = assemble_processor(model_dir, codec_dir, codec, model.config)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SafetensorError) as e:  # SafetensorError: a truncated or damaged weights file
         raise RenderError(f"cannot load Higgs Audio weights from {model_dir} / {codec_dir} "
                           f"({e.__class__.__name__}: {str(e).splitlines()[0][:160]}); re-run `higgs model download`") from e
     return Loaded(model, processor, device, dtype, model_dir, codec_dir)

@@ -101,12 +101,14 @@ def convert(text: str, fmt: str = "auto", source: str | None = None) -> Converte
     """Turn a script in `fmt` (or the detected format) into our transcript text."""
     if fmt not in FORMATS:
         raise TranscriptError(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}", source)
+    _no_surrogates(text, source)
     found = detect(text) if fmt == "auto" else fmt
     lines = text.split("\n")
     if found == "higgs":
         if fmt == "auto":
             _no_json(lines, source)
-        return Converted(text, "higgs", tuple(range(1, len(lines) + 1)), notes=_near_named(lines) if fmt == "auto" else ())
+        notes = _near_named(lines) if fmt == "auto" else _forced_notes(text, lines) if fmt == "higgs" else ()
+        return Converted(text, "higgs", tuple(range(1, len(lines) + 1)), notes=notes)
     if found == "jsonl":
         return _from_json(text, source)
     if found == "name-colon":
@@ -170,6 +172,30 @@ def _from_names(lines: list[str], forced: bool, source: str | None) -> Converted
     notes += [Note(line, kind, message) for line, kind, message in notes_for(lines, ours, names, forced)]
     speakers_seen = {names[s]: s for s in ours.values()}
     return Converted("\n".join(out), "name-colon", tuple(range(1, len(lines) + 1)), speakers_seen, tuple(notes), names)
+
+
+def _no_surrogates(text: str, source: str | None) -> None:
+    """Text that is not valid Unicode (bytes that were not UTF-8 on the command line, a lone JSON surrogate) is named."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        line = text.count("\n", 0, e.start) + 1
+        raise TranscriptError(f"the text holds a character that is not valid Unicode (U+{ord(text[e.start]):04X}, bytes that were "
+                              "not UTF-8?); save or send it as UTF-8", source, line) from None
+
+
+def _forced_notes(text: str, lines: list[str]) -> tuple[Note, ...]:
+    """--format higgs on what reads as another format, or with JSON lines: rendered as asked, with a warning naming the line."""
+    looks = detect(text)
+    if looks != "higgs":
+        pattern = _COLON if looks == "speaker-colon" else _INLINE
+        line = next((n for n, ln in enumerate(lines, start=1) if pattern.search(ln) or ln.lstrip().startswith(("{", "["))), None)
+        return (Note(line, "warning", f"this looks like another format ({FORMAT_NAMES[looks]}), read as a higgs transcript because of "
+                                      "--format higgs, so its tags or JSON may be read aloud; --format auto reads it as written"),)
+    line = next((n for n, ln in enumerate(lines, start=1) if ln.lstrip().startswith("{") and _json_object(ln.strip()) is not None), None)
+    if line is not None:
+        return (Note(line, "warning", "this line is a JSON object, read aloud as written because of --format higgs"),)
+    return ()
 
 
 def _no_json(lines: list[str], source: str | None) -> None:
@@ -250,10 +276,15 @@ def _records(text: str, source: str | None) -> list[tuple[int, dict]]:
     return records
 
 
-def _field(obj: dict, keys: tuple[str, ...]) -> str | None:
+def _field(obj: dict, keys: tuple[str, ...], source: str | None = None, line: int | None = None) -> str | None:
     for key in keys:
-        if obj.get(key) not in (None, ""):
-            return str(obj[key])
+        value = obj.get(key)
+        if value in (None, ""):
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise TranscriptError(f"JSON field {key!r} is {type(value).__name__}, which would be read aloud as code; "
+                                  "give it as a string", source, line)
+        return str(value)
     return None
 
 
@@ -261,10 +292,10 @@ def _from_json(text: str, source: str | None) -> Converted:
     records = _records(text, source)
     rows = []
     for number, obj in records:
-        said = _field(obj, _TEXT_KEYS)
+        said = _field(obj, _TEXT_KEYS, source, number)
         if said is None:
             raise TranscriptError(f"JSON record has no text field (looked for {', '.join(_TEXT_KEYS)})", source, number)
-        rows.append((number, _field(obj, _SPEAKER_KEYS), " ".join(said.split("\n"))))
+        rows.append((number, _field(obj, _SPEAKER_KEYS, source, number), " ".join(said.split("\n"))))
     names = list(dict.fromkeys(spk for _, spk, _ in rows if spk is not None))
     if names and all(n.strip().lstrip("-").isdigit() for n in names):
         names.sort(key=lambda n: int(n))

@@ -210,7 +210,7 @@ def create_app(options: ServeOptions, sched: Scheduler | None = None, log_stream
         job: Job | None = None
         try:
             plan, warnings = await run_in_threadpool(build_plan, req, options, workdir)
-            store = cache if cache is not None else ChunkCache(workdir / "chunks")
+            store = cache if cache is not None else _RequestStore(workdir / "chunks")
             plan, takes = await run_in_threadpool(with_kept_takes, plan, store)
             job = sched.submit(plan, store)
             gated = gate.for_job(job, sched, takes)
@@ -233,11 +233,50 @@ def create_app(options: ServeOptions, sched: Scheduler | None = None, log_stream
         media = "text/event-stream" if req.stream_format == "sse" else MEDIA_TYPES[req.response_format]
         body = _streamed(sched, job, req.response_format, req.stream_format == "sse", workdir, deadline, len(req.input.split()),
                          gated, request.state.log)
-        return StreamingResponse(body, media_type=media, headers=headers)
+        return _Stream(body, media_type=media, headers=headers, cleanup=_ender(sched, job, workdir))
 
     _voice_routes(app, options)
     guarded = Guard(app, options.api_key, options.max_body_bytes)
     return AccessLog(guarded, log_stream)
+
+
+class _RequestStore(ChunkCache):
+    """A request's own chunk store (--no-cache) in its temporary folder. A chunk that lands after the request ended (a
+    cancelled request's chunk still on an engine) is dropped instead of re-creating the removed folder."""
+
+    def __init__(self, root: Path):
+        root.mkdir(parents=True, exist_ok=True)
+        super().__init__(root)
+
+    def put(self, key: str, entry: Any) -> None:
+        try:
+            (self.root / key[:2]).mkdir(exist_ok=True)  # no parents: fails once the request's folder is gone
+        except FileNotFoundError:
+            return
+        super().put(key, entry)
+
+
+class _Stream(StreamingResponse):
+    """A streamed response that ends its job and removes its folder however it ends: also when the client left before
+    the body started (a generator that never ran never reaches its `finally`)."""
+
+    def __init__(self, *args: Any, cleanup: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.cleanup = cleanup
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.cleanup()
+
+
+def _ender(sched: Scheduler, job: Job, workdir: Path) -> Any:
+    def end() -> None:
+        sched.release(job)  # idempotent: the stream's own `finally` may have done it
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    return end
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -257,7 +296,7 @@ async def _body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
         body = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise ApiError(400, "the body is not valid JSON; send a JSON object with model, input and voice") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object with model, input and voice")
@@ -439,6 +478,10 @@ def _add_voice(name: str, data: bytes, text: str, extras: dict[str, str], force:
             if not force and (voices.user_voices_dir() / f"{name}.wav").exists():
                 raise ApiError(409, f"voice {name!r} already exists; send force=true to replace it or pick another name", param="name")
             return voices.add(name, clip, text, force=force, **extras)
+        except VoiceError as e:
+            if "already exists" not in str(e):
+                raise ApiError(400, api_message(str(e)).replace(str(clip), "audio_sample"), param="audio_sample") from None
+            raise ApiError(409, f"voice {name!r} already exists; send force=true to replace it or pick another name", param="name") from None
         except UsageError as e:
             raise ApiError(400, api_message(str(e)).replace(str(clip), "audio_sample"), param="audio_sample") from None
 

@@ -117,6 +117,7 @@ def build_plan(req: SpeechRequest, options: ServeOptions, workdir: Path) -> tupl
             warnings.append(f"{', '.join(ignored)} ignored: the {engine} engine does not sample or take instructions")
     try:
         script = load(req.input, "auto", "input", reading("auto", "remove"))  # as `higgs generate --text` reads it
+        _no_music_cues(script)
         mapping = {spk.strip().upper(): check_name(name.strip()) for spk, name in (req.voices or {}).items()}
         default = _voice_name(req.voice)
         chunk = DEFAULT_DIALOGUE_CHUNK if len(script.speakers) > 1 else DEFAULT_CHUNK
@@ -147,6 +148,16 @@ def with_kept_takes(plan: Plan, store: ChunkCache) -> tuple[Plan, list[int]]:
 
     plan = replace(plan, options=replace(plan.options, qa=QaOptions(mode="off")))
     return resolve(plan, TakeStore(store.root), chunk_keys) if store.enabled else (plan, [0] * len(plan.chunks))
+
+
+def _no_music_cues(script: Any) -> None:
+    """A request never makes the server open a file: a [music: FILE] cue would read (or probe) the server's disk."""
+    from .transcript import controls
+
+    for segment in script.segments:
+        if any(c.kind == "music" for c in controls(segment.text)):
+            raise BadRequest(f"input:{segment.line}: [music: ...] cues are not taken by the server (it opens no files for a "
+                             "request); remove them, or render with `higgs generate --music`", "input")
 
 
 def _check_model(model: str, engine: str) -> None:

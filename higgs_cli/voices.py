@@ -12,12 +12,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import VoiceError
 from .options import BUNDLED_VOICES_DIR, SAMPLE_RATE, VOICE_MAX_SECONDS, VOICE_MIN_SECONDS
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import numpy as np
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -208,25 +210,45 @@ def add(name: str, clip: Path, text: str | None, *, description: str | None = No
 
     check_name(name)
     folder = user_voices_dir()
-    if not force and (folder / f"{name}.wav").exists():
-        raise VoiceError(f"voice {name!r} already exists in {folder}; pass --force to replace it or pick another name")
-    if not force and _in_folder(name, BUNDLED_VOICES_DIR, "bundled"):
-        raise VoiceError(f"{name!r} is a bundled voice; a user voice of that name would replace it in every job; "
-                         "pass --force to do that, or pick another name")
+    _check_new(name, folder, force)
     if text is not None and not text.strip():
         raise VoiceError("--text is empty; give the exact words spoken in the clip")
     audio, rate = prepare_clip(clip)
     profile = {k: v for k, v in {"description": description, "gender": gender, "language": language}.items() if v}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        if text:
-            _write_text(folder / f"{name}.txt", text.strip() + "\n")
-        _write_text(folder / f"{name}.yaml", yaml.safe_dump(profile, sort_keys=False, allow_unicode=True))
+        with _library_lock(folder):  # two adds of one name at once: one wins whole, never one's clip with the other's text
+            _check_new(name, folder, force)
+            if text:
+                _write_text(folder / f"{name}.txt", text.strip() + "\n")
+            _write_text(folder / f"{name}.yaml", yaml.safe_dump(profile, sort_keys=False, allow_unicode=True))
+            write_audio(folder / f"{name}.wav", audio, rate)
     except OSError as e:
         raise VoiceError(f"cannot write the voice library {folder} ({e.strerror}); "
                          "set HIGGS_VOICES_DIR to a writable folder") from e
-    write_audio(folder / f"{name}.wav", audio, rate)
     return resolve(name)
+
+
+def _check_new(name: str, folder: Path, force: bool) -> None:
+    if not force and (folder / f"{name}.wav").exists():
+        raise VoiceError(f"voice {name!r} already exists in {folder}; pass --force to replace it or pick another name")
+    if not force and _in_folder(name, BUNDLED_VOICES_DIR, "bundled"):
+        raise VoiceError(f"{name!r} is a bundled voice; a user voice of that name would replace it in every job; "
+                         "pass --force to do that, or pick another name")
+
+
+def _library_lock(folder: Path) -> Any:
+    """An exclusive lock on the user voice folder (a `.lock` file in it), held while a voice's files are written."""
+    import fcntl
+    from contextlib import contextmanager
+
+    @contextmanager
+    def held() -> Iterator[None]:
+        with open(folder / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    return held()
 
 
 CLIPPED_FRACTION = 0.001  # more samples than this at full scale: the recording clipped

@@ -73,11 +73,35 @@ def load_yaml(text: str, source: str = "<yaml>", max_nodes: int = YAML_MAX_NODES
         if size > max_nodes:
             raise YamlError(f"{source}: YAML expands to more than {max_nodes} values through its aliases (*); "
                             "write the values out or remove the aliases")
+        _refuse_duplicate_keys(node, source)
         return loader.construct_document(node)
     except yaml.YAMLError as e:
         raise YamlError(f"{source}: not valid YAML ({_describe(e)}); fix the file") from e
     finally:
         loader.dispose()
+
+
+def _refuse_duplicate_keys(root: Any, source: str) -> None:
+    """A key written twice in one mapping would silently keep only the last value: refuse it, naming both lines."""
+    import yaml
+
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if key.value in keys:
+                        raise YamlError(f"{source}: line {line}: {key.value!r} is already given on line {keys[key.value]}; keep one")
+                    keys[key.value] = line
+                stack += [key, value]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
 
 
 def _describe(error: Exception) -> str:
