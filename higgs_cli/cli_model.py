@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from .cli_common import reported  # Ctrl-C/SIGTERM unwind (a convert removes its temp copy); no traceback for a mistake
 from .errors import HiggsError
 from .options import DEFAULT_CODEC, DEFAULT_CONTEXT_LIMIT, DEFAULT_MODEL
 
@@ -22,6 +23,7 @@ def _fail(e: HiggsError) -> typer.Exit:
 
 
 @model_app.command()
+@reported
 def download(
     model: Annotated[str, typer.Option(help="LM hub id to fetch")] = DEFAULT_MODEL,
     codec: Annotated[str, typer.Option(help="Audio codec hub id to fetch")] = DEFAULT_CODEC,
@@ -41,6 +43,7 @@ def download(
 
 
 @model_app.command()
+@reported
 def info(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
     """Show which Higgs Audio checkpoints are in the local caches."""
     from . import model as weights
@@ -60,6 +63,7 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="machine-readable 
 
 
 @model_app.command()
+@reported
 def convert(
     src: Annotated[Path, typer.Argument(help="directory with Boson's original checkpoint (LM or codec)")],
     dst: Annotated[Path, typer.Argument(help="directory to write the transformers-layout copy to")],
@@ -77,6 +81,7 @@ def convert(
 
 
 @model_app.command()
+@reported
 def check(
     model: Annotated[str, typer.Option(help="LM hub id or local dir")] = DEFAULT_MODEL,
     codec: Annotated[str, typer.Option(help="Audio codec hub id or local dir")] = DEFAULT_CODEC,

@@ -123,7 +123,11 @@ def _convert_lm(src: Path, dst: Path) -> None:
 
     original = _read_config(src)
     _check_adapter(src, original)
-    tokenizer = AutoTokenizer.from_pretrained(src)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(src)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{src}: no usable tokenizer (tokenizer.json and tokenizer_config.json); copy the checkpoint's "
+                         "tokenizer files into it") from e
     config = _lm_config(original, tokenizer)
     state = _lm_state_dict(src)
     with torch.device("meta"):
