@@ -105,6 +105,9 @@ def load_project(path: Path) -> Project:
     entries = data.get("chapters") or []
     if not isinstance(entries, list) or not entries:
         raise UsageError(f"{path}: `chapters:` must list at least one transcript file")
+    for speaker, said in (data.get("speakers") or {}).items():
+        if not isinstance(said, str) or not said.strip():
+            raise UsageError(f"{path}: speakers: {speaker}: give a description as text, such as `{speaker}: a young woman`")
     chapters = []
     for entry in entries:
         spec = entry if isinstance(entry, dict) else {"file": entry}

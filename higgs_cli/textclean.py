@@ -89,7 +89,7 @@ _EMPHASIS = (
 # --- SSML (and the few HTML tags people paste) ---------------------------------------------------------
 _BREAK = re.compile(r"<break\b(?P<attrs>[^>]*)/?>", re.I)
 _SAY_AS = re.compile(r"<say-as\b(?P<attrs>[^>]*)>(?P<w>.*?)</say-as\s*>", re.I)
-_SUB = re.compile(r"<sub\b[^>]*\balias\s*=\s*[\"'](?P<alias>[^\"']*)[\"'][^>]*>.*?</sub\s*>", re.I)
+_SUB = re.compile(r"<sub\b[^>]*\balias\s*=\s*[\"'](?P<alias>[^\"']*)[\"'][^>]*>(?P<inner>.*?)</sub\s*>", re.I)
 _QUIET_TAGS = re.compile(r"</?(?:speak|p|s|br|b|i|em|strong|u|span|div)\b[^>]*>", re.I)
 _WARN_TAGS = re.compile(r"</?(?P<tag>emphasis|prosody|voice|lang|phoneme|say-as|sub|amazon:[\w-]+|mstts:[\w-]+)\b[^>]*>", re.I)
 _DROP_TAGS = re.compile(r"<(?P<tag>audio|mark|desc)\b[^>]*/?>(?:.*?</(?P=tag)\s*>)?", re.I)
@@ -237,7 +237,9 @@ def _ssml(line: str, number: int, notes: list[Note]) -> str:
         return line
     line = _BREAK.sub(lambda m: _break(m, number, notes), line)
     line = _SAY_AS.sub(lambda m: _say_as(m, number, notes), line)
-    line, n = _SUB.subn(r"\g<alias>", line)
+    if any(not m.group("alias").strip() for m in _SUB.finditer(line)):
+        notes.append(Note(number, "warning", "SSML <sub alias=\"\"> gives no words; its text is read instead"))
+    line, n = _SUB.subn(lambda m: m.group("alias") if m.group("alias").strip() else m.group("inner"), line)
     if n:
         notes.append(Note(number, "converted", "SSML <sub alias> read as its alias"))
     line, n = _DROP_TAGS.subn(" ", line)
@@ -350,6 +352,9 @@ def _rules() -> list[tuple[re.Pattern[str], Any]]:
             (_NUMBER, lambda m: ("minus " if m.group("neg") else "") + _number(m.group("num")))]
 
 
+FLOAT_DIGITS = 15  # digits a float holds exactly; decimals longer than this are not read out
+
+
 def numbers_to_words(text: str, changes: list[tuple[str, str]] | None = None) -> str:
     """English numbers, currencies, percentages, dates, times, ordinals and abbreviations as a person reads them.
     Each replacement is appended to `changes` as (written, spoken) when given."""
@@ -360,7 +365,12 @@ def numbers_to_words(text: str, changes: list[tuple[str, str]] | None = None) ->
 
 def _recorded(read: Any, changes: list[tuple[str, str]] | None) -> Any:
     def replace(m: re.Match[str]) -> str:
-        new = read(m)
+        if "." in m.group(0) and len(re.sub(r"\D", "", m.group(0))) > FLOAT_DIGITS:
+            return m.group(0)  # past a float's precision: words would name another number; the engine reads the digits
+        try:
+            new = read(m)
+        except (ArithmeticError, ValueError):  # num2words gives up on some huge values: left as written
+            return m.group(0)
         if changes is not None and new != m.group(0):
             changes.append((m.group(0), new))
         return new

@@ -238,15 +238,19 @@ def _check_new(name: str, folder: Path, force: bool) -> None:
 
 
 def _library_lock(folder: Path) -> Any:
-    """An exclusive lock on the user voice folder (a `.lock` file in it), held while a voice's files are written."""
+    """An exclusive lock on the user voice folder itself (flock on the directory: no lock file is left in it), held
+    while a voice's files are checked and written."""
     import fcntl
     from contextlib import contextmanager
 
     @contextmanager
     def held() -> Iterator[None]:
-        with open(folder / ".lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     return held()
 

@@ -296,3 +296,26 @@ def test_a_client_gone_before_the_stream_starts_leaves_no_folder_and_no_job(espe
         time.sleep(0.2)
     assert httpx.get(f"{espeak_server.url}/health").json()["running"] == 0
     assert not list(tmp_path.glob("higgs-serve-*"))
+
+
+# --- text cleaning and book projects ----------------------------------------------------------------------------------
+def test_numbers_past_what_words_can_say_exactly_are_left_as_written():
+    from higgs_cli.textclean import numbers_to_words
+
+    assert numbers_to_words("Price $99999999999999999999999999.99 now.") == "Price $99999999999999999999999999.99 now."
+    assert numbers_to_words("Also 1234567890123456789.5 here.") == "Also 1234567890123456789.5 here."
+    assert numbers_to_words("Price $12.50 now.") == "Price twelve dollars fifty cents now."
+
+
+def test_an_empty_ssml_alias_reads_the_text_with_a_warning():
+    from higgs_cli.textclean import clean_text
+
+    text, notes = clean_text('Ask the <sub alias="">WHO</sub> today.')
+    assert "WHO" in text and any(n.kind == "warning" and "alias" in n.message for n in notes)
+
+
+def test_a_speaker_description_that_is_not_text_is_named(tmp_path):
+    (tmp_path / "ch1.txt").write_text("[A] Hello there.\n")
+    (tmp_path / "book.yaml").write_text("engine: espeak\nchapters: [ch1.txt]\nspeakers: {A: [1, 2]}\n")
+    refused(run("build", str(tmp_path / "book.yaml")), "speakers: A: give a description as text")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["book.yaml", "ch1.txt"]
