@@ -225,8 +225,6 @@ def create_app(options: ServeOptions, sched: Scheduler | None = None, log_stream
             headers["X-Higgs-Warning"] = "; ".join(warnings)
         if gated is not None:
             headers["X-Higgs-QA-Mode"] = gate.mode
-            if not sched.inline_retakes and gate.mode in ("retake", "strict"):
-                headers["X-Higgs-Warning"] = "; ".join(filter(None, [headers.get("X-Higgs-Warning"), _NO_RETAKES]))
         deadline = time.monotonic() + options.timeout
         if req.stream_format is None:
             return await _whole(request, sched, job, req.response_format, workdir, deadline, headers, gated)
@@ -301,9 +299,6 @@ async def _body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object with model, input and voice")
     return body
-
-
-_NO_RETAKES = "the quality gate reports but does not retake on this engine's shared batch (see the README)"
 
 
 async def _whole(request: Request, sched: Scheduler, job: Job, fmt: str, workdir: Path, deadline: float,

@@ -1,12 +1,13 @@
 """The quality gate in `higgs serve`: every chunk of a request is heard (takes.Gate, as `render` does) before it is
-sent; in retake mode a failing chunk is rendered again by the server's own engines with the next take; verdicts go
+sent; in retake mode a failing chunk is rendered again by the server's own engines with the next take (and, with
+audio context, the later chunks that heard the rejected take, in the kept context); verdicts go
 to the response (an `X-Higgs-QA` header, or the SSE done event) and the access log.
 
 Modes are the CLI's: `auto` is the engine's default (or $HIGGS_QA), `report` only hears, `retake` re-renders a failing
 chunk up to `--retakes` times and sends the best take, `strict` does the same but fails the request (500,
 code `quality_failed`; a stream breaks off, SSE gets an error event) when a chunk still fails: a client never gets
-audio the gate rejected. Retakes need a scheduler that can render one chunk again while the job runs (the worker
-pool of the CPU engines); on the shared higgs batch the gate reports only (see README, "Quality gate in the server").
+audio the gate rejected. Retakes go to the scheduler (serving.py): the CPU engines' worker pool renders them ahead of
+other work; the shared higgs batch takes each as a job of its own in its next free row.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from . import engines
 from .cache import Entry
-from .errors import HiggsError
+from .errors import HiggsError, RenderError
 from .options import QaOptions
 from .takes import Gate, TakeStore, take_seed
 
@@ -92,14 +93,29 @@ class JobGate:
     def entries(self, deadline: float | None = None) -> Iterator[tuple[int, Entry]]:
         """The job's chunks in order, each once its verdict is in (and, retaking, as the best take)."""
         self.deadline = deadline
-        for i, entry in self.job.entries(deadline):
-            entry, _, qa = self.gate.settle(self, i, entry, i not in self.job.missing)
+        for i in range(len(self.plan.chunks)):
+            entry, hit = self._entry(i)
+            entry, _, qa = self.gate.settle(self, i, entry, hit)
             self.rows.append({"index": i, **qa})
             if self.mode == "strict" and not qa["passed"]:
                 tried = f" after {qa['takes']} takes" if qa["takes"] > 1 else ""
                 raise QualityFailed(f"chunk {i} failed the quality gate{tried} ({'; '.join(qa['reasons'])}); the server is in strict "
                                     "mode: retry with another seed, or ask the operator for --qa retake")
             yield i, entry
+
+    def _entry(self, i: int) -> tuple[Entry, bool]:
+        """Chunk `i` as the job rendered it, or, when its context held a retaken chunk (its key changed), rendered anew
+        in the kept context (engines with audio context)."""
+        if self.keys[i] == self.job.keys[i]:
+            self.job.wait(i, self.deadline)
+            entry, hit = self.job.store.get(self.keys[i]), i not in self.job.missing
+        else:
+            entry = self.job.store.get(self.keys[i])
+            hit = entry is not None
+            entry = entry or self.sched.retake(self.job, self.plan.request(i), self.keys[i], self.deadline, self.plan)
+        if entry is None:
+            raise RenderError(f"chunk {i} vanished from the cache while the request ran; send it again")
+        return entry, hit
 
     def settle_all(self, deadline: float | None = None) -> None:
         for _ in self.entries(deadline):
@@ -123,7 +139,7 @@ class JobGate:
         entry = self.job.store.get(self.keys[i])
         if entry is not None:
             return entry, True
-        return self.sched.retake(self.job, self.plan.request(i), self.keys[i], self.deadline), False
+        return self.sched.retake(self.job, self.plan.request(i), self.keys[i], self.deadline, self.plan), False
 
     def keep(self, i: int, take: int, entry: Entry) -> None:
         self._retarget(i, take)

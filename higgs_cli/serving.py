@@ -180,9 +180,18 @@ class Scheduler:
 
     inline_retakes = False  # whether retake() can render one chunk again while the job runs (the quality gate)
 
-    def retake(self, job: Job, request: engines.ChunkRequest, key: str, deadline: float | None = None) -> Entry:
-        """Render `request` (a chunk with another take's seed) for `job` into its store under `key`, ahead of other work."""
+    def retake(self, job: Job, request: engines.ChunkRequest, key: str, deadline: float | None = None,
+               plan: Plan | None = None) -> Entry:
+        """Render `request` (a chunk of `plan`, the job's plan with the takes kept so far: another take's seed, or a
+        chunk whose context held a retaken one) for `job` into its store under `key`, ahead of other work."""
         raise RenderError(f"the {self.engine} engine's scheduler cannot retake single chunks")
+
+    def _admit_now(self, job: Job) -> None:
+        """A retake never queues: a job that was fully cached, or still waiting, takes a running place for it."""
+        if job in self.waiting:
+            self.waiting.remove(job)
+        if job not in self.running:
+            self._run(job)
 
     def retry_after(self) -> int:
         """Seconds until a place is likely to free up: recent render times spread over the running places."""
@@ -196,6 +205,14 @@ class Scheduler:
     def _run(self, job: Job) -> None:
         job.started = time.monotonic()
         self.running.append(job)
+
+
+def _extra_entry(job: Job, request: engines.ChunkRequest, key: str, deadline: float | None) -> Entry:
+    job.wait_extra(key, deadline)
+    entry = job.store.get(key)
+    if entry is None:
+        raise RenderError(f"a retake of chunk {request.index} vanished from the cache while the request ran; send it again")
+    return entry
 
 
 def _store(job: Job, key: str, engine: engines.Engine, result: engines.ChunkAudio) -> None:
@@ -239,21 +256,14 @@ class WorkerPool(Scheduler):
 
     inline_retakes = True
 
-    def retake(self, job: Job, request: engines.ChunkRequest, key: str, deadline: float | None = None) -> Entry:
-        """A retake goes before every first take (its request's audio is held up by it) and never queues: a job that
-        was fully cached, or still waiting, takes a running place for it."""
+    def retake(self, job: Job, request: engines.ChunkRequest, key: str, deadline: float | None = None,
+               plan: Plan | None = None) -> Entry:
+        """A retake goes before every first take (its request's audio is held up by it) and never queues."""
         with self._lock:
-            if job in self.waiting:
-                self.waiting.remove(job)
-            if job not in self.running:
-                self._run(job)
+            self._admit_now(job)
             job.extras.append((request, key))
             self._lock.notify_all()
-        job.wait_extra(key, deadline)
-        entry = job.store.get(key)
-        if entry is None:
-            raise RenderError(f"a retake of chunk {request.index} vanished from the cache while the request ran; send it again")
-        return entry
+        return _extra_entry(job, request, key, deadline)
 
     def _next(self) -> tuple[Job, engines.ChunkRequest, str, bool] | None:
         """The next chunk to render: a retake if any job asked for one, else from the running job that has been handed
@@ -295,7 +305,8 @@ class Batcher(Scheduler):
 
     Each job joins the engine (add_job), renders its anchors (clip-less voices) first, then offers its chains;
     a row that finishes a chunk takes its chain's next chunk, or any job's next chain, so requests that arrive
-    while others render fill the free rows at the next chunk boundary.
+    while others render fill the free rows at the next chunk boundary. A retake (the quality gate) joins as a job
+    of its own: the anchors and the kept chunks before it as context, then the one chunk, in the next free row.
     """
 
     def __init__(self, engine: str, settings: Any, width: int, max_running: int, max_waiting: int):
@@ -309,6 +320,9 @@ class Batcher(Scheduler):
         self._rendered: dict[int, set[int]] = {}  # job id -> anchor indices rendered here so far
         self._outbox: list[list[tuple[engines.ChunkRequest, engines.ChunkAudio | None]]] = []
         self._owner: dict[tuple[int, int], Job] = {}  # (engine job, chunk index) -> Job
+        self._asked: list[tuple[Job, Plan, engines.ChunkRequest, str]] = []  # retakes not yet given to the engine
+        self._extra: dict[tuple[int, int], tuple[Job, str]] = {}  # (engine job of a retake, chunk index) -> (Job, key)
+        self._spent: list[int] = []  # engine jobs of retakes that are done
         self.stats = {"runs": 0, "max_jobs_in_a_run": 0}  # decoding runs, and the most requests one run served
 
     def start(self) -> None:
@@ -347,8 +361,18 @@ class Batcher(Scheduler):
     def load(self) -> dict[str, Any]:
         return {**super().load(), "batch": {"width": self.width, **self.stats}}
 
+    inline_retakes = True
+
+    def retake(self, job: Job, request: engines.ChunkRequest, key: str, deadline: float | None = None,
+               plan: Plan | None = None) -> Entry:
+        with self._lock:
+            self._admit_now(job)
+            self._asked.append((job, plan or job.plan, request, key))
+            self._lock.notify_all()
+        return _extra_entry(job, request, key, deadline)
+
     def _has_work(self) -> bool:
-        return any(self._joinable(j) for j in self.running) or bool(self._outbox)
+        return any(self._joinable(j) for j in self.running) or bool(self._outbox) or bool(self._asked)
 
     def _joinable(self, job: Job) -> bool:
         return job.id not in self._joined and not job.cancelled and job.error is None
@@ -359,6 +383,9 @@ class Batcher(Scheduler):
             for job in self.running:
                 if self._joinable(job):
                     self._join(job)
+            for asked in self._asked:
+                self._retake(*asked)
+            self._asked = []
             self._forget_cancelled()
             groups, self._outbox = self._outbox, []
         return groups
@@ -389,7 +416,30 @@ class Batcher(Scheduler):
         self._offered.add(job.id)
         self._outbox.extend(self._engine.chains(items))  # type: ignore[union-attr]
 
+    def _retake(self, job: Job, plan: Plan, request: engines.ChunkRequest, key: str) -> None:
+        """A retake as an engine job of its own: the anchors and every kept chunk before it as context (chains are
+        the engine's business: it feeds each chain its own), then the chunk."""
+        if job.cancelled or job.error is not None:
+            return
+        engine = self._engine
+        assert engine is not None
+        number = engine.add_job(plan)
+        self._extra[(number, request.index)] = (job, key)
+        keys = all_keys(plan)
+        items = [(replace(a, job=number), _cached(job.store.get(keys[a.index]))) for a in job.anchors]
+        items += [(replace(plan.request(j), job=number), _cached(job.store.get(keys[j]))) for j in range(request.index)]
+        self._outbox.extend(engine.chains(items + [(replace(request, job=number), None)]))
+
     def _landed(self, engine: engines.Engine, request: engines.ChunkRequest, result: engines.ChunkAudio) -> None:
+        with self._lock:
+            extra = self._extra.pop((request.job, request.index), None)
+            if extra is not None:
+                self._spent.append(request.job)
+        if extra is not None:
+            if not extra[0].cancelled:
+                _store(extra[0], extra[1], engine, result)
+                extra[0].landed_extra(extra[1])
+            return
         with self._lock:
             job = self._owner.pop((request.job, request.index), None)
         if job is None or job.cancelled:
@@ -412,6 +462,12 @@ class Batcher(Scheduler):
         engine = self._engine
         assert engine is not None
         live = {j.id for j in self.running if not j.cancelled}
+        for key in [k for k, (job, _) in self._extra.items() if job.id not in live]:
+            self._spent.append(key[0])
+            del self._extra[key]
+        for number in self._spent:
+            engine.end_job(number)
+        self._spent = []
         for job_id in [k for k in self._joined if k not in live]:
             number = self._joined.pop(job_id)
             engine.end_job(number)

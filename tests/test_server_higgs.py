@@ -70,3 +70,53 @@ def test_concurrent_requests_share_the_batch_and_match_the_cli(voices, tmp_path)
         expected, _ = sf.read(out, dtype="float32")
         got, rate = sf.read(io.BytesIO(answer), dtype="float32")
         assert rate == 24000 and got.size > 0 and np.array_equal(got, expected)
+
+
+@pytest.mark.filterwarnings("ignore:running Higgs Audio v2 on the CPU")
+def test_the_shared_batch_retakes_a_chunk_and_renders_what_heard_it_again(tmp_path, monkeypatch):
+    """The server's gate over the shared batch (no HTTP: the scheduler and the gate the server uses). Every take
+    fails (a `silent` limit above any audio: equal scores, so the first take heard is kept). Chunk 0 is first moved
+    to take 1 through the hook the gate retakes with (as a hand retake would), then the gate retakes it (take 2) and
+    keeps take 1; chunk 1, whose context held take 0, is rendered again in take 1's context, then retaken. Each kept
+    chunk equals a one-by-one render of the kept seeds."""
+    import time
+
+    import higgs_cli.options as o
+    from higgs_cli.cache import ChunkCache
+    from higgs_cli.options import QaOptions, RenderOptions
+    from higgs_cli.pipeline import render
+    from higgs_cli.planning import chunk_keys, make_plan
+    from higgs_cli.server_qa import ServerGate
+    from higgs_cli.server_requests import with_kept_takes
+    from higgs_cli.serving import scheduler
+    from higgs_cli.transcript import parse_transcript
+
+    from .higgs_tiny import hub_dirs
+
+    monkeypatch.setattr(o, "QA_SILENT_DB", 20.0)
+    model, codec = hub_dirs()
+    higgs = HiggsSettings(model=str(model), codec=str(codec), device="cpu", max_new_tokens=16, batch=2)
+    plan = make_plan(parse_transcript("[SPEAKER0] The sun rises in the east. Hello there.\n"),
+                     RenderOptions(engine="higgs", chunk="sentence", voices={"SPEAKER0": "ava"}, higgs=higgs), "higgs")
+    store = ChunkCache(tmp_path / "served")
+    plan, takes = with_kept_takes(plan, store)
+    sched = scheduler("higgs", higgs, workers=1, max_running=2, max_waiting=2)
+    sched.start()
+    try:
+        job = sched.submit(plan, store)
+        gated = ServerGate(QaOptions(mode="retake", retakes=1), "higgs", higgs).for_job(job, sched, takes)
+        gated.deadline = time.monotonic() + 240
+        job.wait(0, gated.deadline)
+        gated.take(0, 1)  # rendered by the shared batch, in a job of its own
+        gated.settle_all(gated.deadline)
+        sched.release(job)
+    finally:
+        sched.close()
+    assert [(r["take"], r["takes"], r["passed"]) for r in gated.rows] == [(1, 3, False), (0, 2, False)], gated.rows
+    assert gated.keys[0] != job.keys[0] and gated.keys[1] != job.keys[1]  # chunk 1's context changed with chunk 0's take
+
+    kept = replace(plan, seeds=gated.plan.seeds, options=replace(plan.options, higgs=replace(higgs, batch=1)))
+    render(kept, tmp_path / "cli.wav", cache=ChunkCache(tmp_path / "cli"))  # chunk after chunk, the kept seeds from the start
+    assert chunk_keys(kept) == gated.keys
+    for key in gated.keys:
+        assert np.array_equal(store.get(key).audio, ChunkCache(tmp_path / "cli").get(key).audio)
