@@ -283,6 +283,7 @@ SERVE_MAX_BODY_BYTES = 16 << 20  # a 30 s reference clip as base64 (about 2 MB a
 SERVE_TIMEOUT = 300.0  # seconds a request may take from admission to its last byte
 SERVE_WAITING = 16  # requests that may wait for a place before the server answers 429
 SERVE_SPEED_RANGE = (0.5, 2.0)  # what the engines can do (OpenAI's API allows 0.25-4)
+SERVE_MAX_PAUSE_SECONDS = 60.0  # [pause] tags per request, in all: 6 x [pause:600] in 80 characters would be an hour of audio
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")  # accepted as `model` so stock clients work unchanged
 
 

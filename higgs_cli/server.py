@@ -465,18 +465,22 @@ def _known_voice(name: str) -> Any:
 def _add_voice(name: str, data: bytes, text: str, extras: dict[str, str], force: bool) -> Any:
     from . import voices
 
+    try:
+        voices.check_name(name)
+    except VoiceError as e:
+        raise ApiError(400, str(e), param="name") from None
     with tempfile.TemporaryDirectory(prefix="higgs-voice-") as tmp:
         clip = Path(tmp) / "upload"
         clip.write_bytes(data)
         try:
-            voices.check_name(name)
             if not force and (voices.user_voices_dir() / f"{name}.wav").exists():
                 raise ApiError(409, f"voice {name!r} already exists; send force=true to replace it or pick another name", param="name")
             return voices.add(name, clip, text, force=force, **extras)
         except VoiceError as e:
-            if "already exists" not in str(e):
-                raise ApiError(400, api_message(str(e)).replace(str(clip), "audio_sample"), param="audio_sample") from None
-            raise ApiError(409, f"voice {name!r} already exists; send force=true to replace it or pick another name", param="name") from None
+            if "already exists" in str(e):  # another upload of this name won the race (voices.add checks under a lock)
+                raise ApiError(409, f"voice {name!r} already exists; send force=true to replace it or pick another name", param="name") from None
+            param = "name" if "bundled voice" in str(e) else "audio_sample"
+            raise ApiError(400, api_message(str(e)).replace(str(clip), "audio_sample"), param=param) from None
         except UsageError as e:
             raise ApiError(400, api_message(str(e)).replace(str(clip), "audio_sample"), param="audio_sample") from None
 

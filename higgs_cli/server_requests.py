@@ -117,7 +117,7 @@ def build_plan(req: SpeechRequest, options: ServeOptions, workdir: Path) -> tupl
             warnings.append(f"{', '.join(ignored)} ignored: the {engine} engine does not sample or take instructions")
     try:
         script = load(req.input, "auto", "input", reading("auto", "remove"))  # as `higgs generate --text` reads it
-        _no_music_cues(script)
+        _check_cues(script)
         mapping = {spk.strip().upper(): check_name(name.strip()) for spk, name in (req.voices or {}).items()}
         default = _voice_name(req.voice)
         chunk = DEFAULT_DIALOGUE_CHUNK if len(script.speakers) > 1 else DEFAULT_CHUNK
@@ -150,14 +150,22 @@ def with_kept_takes(plan: Plan, store: ChunkCache) -> tuple[Plan, list[int]]:
     return resolve(plan, TakeStore(store.root), chunk_keys) if store.enabled else (plan, [0] * len(plan.chunks))
 
 
-def _no_music_cues(script: Any) -> None:
-    """A request never makes the server open a file: a [music: FILE] cue would read (or probe) the server's disk."""
+def _check_cues(script: Any) -> None:
+    """A request never makes the server open a file: a [music: FILE] cue would read (or probe) the server's disk. Nor
+    does a short request make it write an hour of silence: its [pause] tags add up to SERVE_MAX_PAUSE_SECONDS at most."""
+    from .options import SERVE_MAX_PAUSE_SECONDS
     from .transcript import controls
 
+    paused = 0.0
     for segment in script.segments:
-        if any(c.kind == "music" for c in controls(segment.text)):
+        found = controls(segment.text)
+        if any(c.kind == "music" for c in found):
             raise BadRequest(f"input:{segment.line}: [music: ...] cues are not taken by the server (it opens no files for a "
                              "request); remove them, or render with `higgs generate --music`", "input")
+        paused += sum(c.seconds for c in found if c.kind == "pause")
+        if paused > SERVE_MAX_PAUSE_SECONDS:
+            raise BadRequest(f"input:{segment.line}: [pause] tags add up to more than {SERVE_MAX_PAUSE_SECONDS:g} s in one request; "
+                             "shorten them, or render long silences with `higgs generate`", "input")
 
 
 def _check_model(model: str, engine: str) -> None:

@@ -247,6 +247,7 @@ def espeak_server(tmp_path_factory):
     (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
     (b'{"model": "tts-1", "voice": "joe", "input": "Hi \\ud800 there."}', "not valid Unicode"),
     (b'{"model": "tts-1", "voice": "joe", "input": "[music: /etc/hostname] Hi there."}', "cues are not taken by the server"),
+    (b'{"model": "tts-1", "voice": "joe", "input": "[pause:600] [pause:600] Hi."}', "add up to more than 60 s"),
 ])
 def test_server_refuses_hostile_bodies_with_400(espeak_server, body, fragment):
     reply = espeak_server.post(body, key=None)
@@ -319,3 +320,16 @@ def test_a_speaker_description_that_is_not_text_is_named(tmp_path):
     (tmp_path / "book.yaml").write_text("engine: espeak\nchapters: [ch1.txt]\nspeakers: {A: [1, 2]}\n")
     refused(run("build", str(tmp_path / "book.yaml")), "speakers: A: give a description as text")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["book.yaml", "ch1.txt"]
+
+
+def test_a_bad_voice_name_in_an_upload_is_blamed_on_the_name(espeak_server, tmp_path, monkeypatch):
+    import httpx
+
+    monkeypatch.setenv("HIGGS_VOICES_DIR", str(tmp_path / "voices"))
+    sf.write(str(tmp_path / "c.wav"), np.zeros(24_000 * 4, dtype=np.float32), 24_000)
+    for name in ("../evil", "joe"):
+        with open(tmp_path / "c.wav", "rb") as f:
+            reply = httpx.post(f"{espeak_server.url}/v1/audio/voices", files={"audio_sample": ("c.wav", f, "audio/wav")},
+                               data={"name": name, "transcript": "Hello there."}, timeout=60)
+        assert reply.status_code == 400 and reply.json()["error"]["param"] == "name", reply.text
+    assert not (tmp_path / "voices").exists() or not list((tmp_path / "voices").iterdir())
