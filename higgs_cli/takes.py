@@ -100,14 +100,22 @@ class TakeStore:
                 os.utime(self.root / base[:2] / f"{base}-pick.json")
             except OSError:
                 pass
-        return Record(int(doc.get("take", 0)), int(doc.get("last", 0)))
+        take, last = doc.get("take", 0), doc.get("last", 0)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (take, last)):
+            return Record()  # a damaged record (edited, truncated, another version's): the plan's own take, as if none
+        return Record(take, max(take, last))
 
     def keep(self, base: str, record: Record) -> None:
         self._write(f"{base}-pick", {"take": record.take, "last": record.last})
 
     def verdict(self, key: str, identity: str) -> Verdict | None:
         doc = self._read(f"{key}-{identity}")
-        return Verdict.from_doc(doc) if doc else None
+        if not isinstance(doc.get("passed"), bool):
+            return None  # missing or damaged: the take is heard again
+        try:
+            return Verdict.from_doc(doc)
+        except (TypeError, ValueError):
+            return None
 
     def put_verdict(self, key: str, identity: str, verdict: Verdict) -> None:
         self._write(f"{key}-{identity}", verdict.doc())

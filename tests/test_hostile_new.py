@@ -333,3 +333,16 @@ def test_a_bad_voice_name_in_an_upload_is_blamed_on_the_name(espeak_server, tmp_
                                data={"name": name, "transcript": "Hello there."}, timeout=60)
         assert reply.status_code == 400 and reply.json()["error"]["param"] == "name", reply.text
     assert not (tmp_path / "voices").exists() or not list((tmp_path / "voices").iterdir())
+
+
+@pytest.mark.parametrize("doc", ['{"kept": "x", "takes": 5}', '{"take": "x", "last": -1}', '{"passed": true, "reasons": 5}', "[]", "{"])
+def test_damaged_take_records_are_treated_as_missing(tmp_path, doc):
+    from higgs_cli.takes import RECORDS, Record, TakeStore
+
+    key = "ab" + "0" * 62
+    folder = tmp_path / RECORDS / key[:2]
+    folder.mkdir(parents=True)
+    (folder / f"{key}-pick.json").write_text(doc)
+    (folder / f"{key}-take1.json").write_text(doc)
+    store = TakeStore(tmp_path)
+    assert store.record(key) == Record() and store.verdict(key, "take1") is None
