@@ -24,6 +24,10 @@ def convert(src: Path, dst: Path) -> str:
         raise UsageError(f"{src} is already in the transformers layout; load it directly with --model/--codec")
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise UsageError(f"{dst} already exists and is not empty; give a new directory (nothing there is overwritten)")
+    from .interrupts import heavy_import
+
+    for name in ("torch", "safetensors.torch", "transformers"):  # native code: Ctrl-C during its import would abort
+        heavy_import(name)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.partial")
     try:
         tmp.mkdir(parents=True)
