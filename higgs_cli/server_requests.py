@@ -95,6 +95,10 @@ def build_plan(req: SpeechRequest, options: ServeOptions, workdir: Path) -> tupl
     engine, cls = options.engine, engines.engine_class(options.engine)
     _check_model(req.model, engine)
     _check_input(req.input, options.max_input_chars)
+    for name in ("instructions", "ref_text"):  # a scene or clip transcript is short; megabytes of one would fill the prompt
+        value = getattr(req, name)
+        if value is not None and len(value) > options.max_input_chars:
+            raise BadRequest(f"{name} is {len(value)} characters; this server takes at most {options.max_input_chars}", name)
     lo, hi = SERVE_SPEED_RANGE
     if not lo <= req.speed <= hi:
         raise BadRequest(f"speed {req.speed} is out of range for these engines; use {lo} to {hi}", "speed")

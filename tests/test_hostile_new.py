@@ -248,6 +248,7 @@ def espeak_server(tmp_path_factory):
     (b'{"model": "tts-1", "voice": "joe", "input": "Hi \\ud800 there."}', "not valid Unicode"),
     (b'{"model": "tts-1", "voice": "joe", "input": "[music: /etc/hostname] Hi there."}', "cues are not taken by the server"),
     (b'{"model": "tts-1", "voice": "joe", "input": "[pause:600] [pause:600] Hi."}', "add up to more than 60 s"),
+    (json.dumps({"model": "tts-1", "voice": "joe", "input": "Hi.", "instructions": "x" * 100_000}).encode(), "instructions is 100000"),
 ])
 def test_server_refuses_hostile_bodies_with_400(espeak_server, body, fragment):
     reply = espeak_server.post(body, key=None)
