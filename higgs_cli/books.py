@@ -678,9 +678,12 @@ def _project_files(book: Book, out_dir: Path, project: Path, voice: str | None, 
             skipped.append({"title": part.title, "kind": part.kind, "words": part.words, "file": name})
     notes = book.notes + ([f"{bracketed} paragraphs hold square brackets; they are read as text, not as tags"] if bracketed else [])
     cover = None
-    if book.cover:
-        cover = f"cover{book.cover[1]}"
+    if book.cover and book.cover[0].startswith((b"\xff\xd8", b"\x89PNG\r\n\x1a\n")):  # what m4b covers take (containers.py)
+        cover = "cover.jpg" if book.cover[0].startswith(b"\xff\xd8") else "cover.png"
         files[cover] = book.cover[0]
+    elif book.cover:  # GIF, SVG, WebP...: `higgs build` would refuse the project this import writes
+        notes.append(f"the book's cover ({book.cover[1] or 'unknown type'}) is not a JPEG or PNG, so it is not used; "
+                     "convert it to .jpg or .png and set `cover:` in book.yaml")
     files["book.yaml"] = _book_yaml(book, rows, cover, voice, engine).encode("utf-8")
     written = sum(len(_WORD.findall(transcript_text(p))) for p in book.parts)
     return files, {"project": str(project), "title": book.title, "author": book.author, "language": book.language,

@@ -347,3 +347,23 @@ def test_damaged_take_records_are_treated_as_missing(tmp_path, doc):
     (folder / f"{key}-take1.json").write_text(doc)
     store = TakeStore(tmp_path)
     assert store.record(key) == Record() and store.verdict(key, "take1") is None
+
+
+def test_an_epub_with_a_gif_cover_imports_to_a_project_build_takes(tmp_path):
+    from higgs_cli.build import load_project
+
+    gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+    book = tmp_path / "gif.epub"
+    with zipfile.ZipFile(INPUTS / "gutenberg_alice_11.epub") as src, zipfile.ZipFile(book, "w") as dst:
+        for info in src.infolist():
+            name, data = info.filename, src.read(info)
+            if name.endswith("content.opf"):
+                data = data.replace(b'7472141559003928249_cover.jpg" id="id-758154795238262325" media-type="image/jpeg"',
+                                    b'cover.gif" id="id-758154795238262325" media-type="image/gif"')
+            if name.endswith("_cover.jpg"):
+                name, data = "OEBPS/cover.gif", gif
+            dst.writestr(zipfile.ZipInfo(name, info.date_time), data,
+                         compress_type=zipfile.ZIP_STORED if name == "mimetype" else zipfile.ZIP_DEFLATED)
+    result = run("import", str(book), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0 and "is not a JPEG or PNG, so it is not used" in " ".join(result.stderr.split())
+    assert load_project(tmp_path / "out" / "book.yaml").options.finish.cover is None  # the build takes the project as written
