@@ -127,7 +127,28 @@ def serve_cmd(
                            max_body_bytes=max_body, timeout=timeout, cache_dir=cache_dir, no_cache=no_cache, higgs=higgs,
                            qa=qa_options(qa, retakes, qa_model))
     ServerGate(options.qa, name, higgs).load()  # a missing recogniser or a bad --qa-model: one line and exit 2, before listening
+    check_address(host, port)
     run(options, note)
+
+
+def check_address(host: str, port: int) -> None:
+    """Before the engine loads: the address can be listened on (uvicorn would load the engine, then exit 3, which is
+    the quality gate's code, with its own message)."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise UsageError(f"--host {host}: not an address this machine can listen on ({e}); use 127.0.0.1, 0.0.0.0 or one of its IPs") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(where)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UsageError(f"--port {port}: {host}:{port} is already in use (another server?); stop it or pick another --port") from None
+            raise UsageError(f"--host {host} --port {port}: cannot listen there ({e.strerror}); pick another address or port") from None
 
 
 def run(options: Any, note: str | None = None) -> None:

@@ -367,3 +367,18 @@ def test_an_epub_with_a_gif_cover_imports_to_a_project_build_takes(tmp_path):
     result = run("import", str(book), "-o", str(tmp_path / "out"))
     assert result.exit_code == 0 and "is not a JPEG or PNG, so it is not used" in " ".join(result.stderr.split())
     assert load_project(tmp_path / "out" / "book.yaml").options.finish.cover is None  # the build takes the project as written
+
+
+def test_serve_on_a_port_in_use_or_a_bad_host_is_refused_before_the_engine_loads():
+    import subprocess
+    import sys
+
+    pytest.importorskip("uvicorn")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args, fragment in ((["--port", str(port)], "is already in use"), (["--host", "256.1.1.1", "--api-key", "k"], "not an address")):
+            proc = subprocess.run([sys.executable, "-m", "higgs_cli", "serve", "--engine", "espeak", *args], capture_output=True,
+                                  text=True, timeout=120)
+            assert proc.returncode == 2 and fragment in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
