@@ -252,7 +252,14 @@ def _ssml(line: str, number: int, notes: list[Note]) -> str:
     line, n = _QUIET_TAGS.subn(" ", line)
     if n:
         notes.append(Note(number, "removed", f"{n} SSML/HTML structure tag(s)"))
+    broken = _BROKEN_TAG.search(line)
+    if broken:  # `<break time="1s" then`, `<breaktime="1s"/>`: not a tag we can read, so its text would be spoken
+        notes.append(Note(number, "warning", f"{broken.group(0)[:40]!r} looks like an SSML/HTML tag this tool cannot read, so it is spoken "
+                                             "as text; fix it (e.g. close it with `/>`) or remove it"))
     return _SPACES.sub(" ", line)
+
+
+_BROKEN_TAG = re.compile(r"</?[A-Za-z][\w:-]*(?:\s+[\w:-]+\s*=|=|\s*/?>)[^>]{0,40}")  # tag-shaped text left after cleaning
 
 
 # --- the spoken form: numbers, abbreviations, unspeakable scripts ------------------------------------------

@@ -382,3 +382,12 @@ def test_serve_on_a_port_in_use_or_a_bad_host_is_refused_before_the_engine_loads
             proc = subprocess.run([sys.executable, "-m", "higgs_cli", "serve", "--engine", "espeak", *args], capture_output=True,
                                   text=True, timeout=120)
             assert proc.returncode == 2 and fragment in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(("text", "warned"), [('Wait <break time="1s" then.', True), ('Wait <breaktime="1s"/> then.', True),
+                                              ('Wait <break time="1s"/> then.', False), ("If a < b and c > d then.", False)])
+def test_a_broken_ssml_tag_that_would_be_spoken_is_warned(text, warned):
+    from higgs_cli.textclean import clean_text
+
+    _, notes = clean_text(text)
+    assert any(n.kind == "warning" and "cannot read, so it is spoken" in n.message for n in notes) == warned
