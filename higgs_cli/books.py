@@ -1,12 +1,10 @@
-"""Books in: EPUB (2 and 3), Markdown and plain-text books -> parts with titles and kinds -> one transcript per chapter
-plus a `book.yaml` that `higgs build` takes as it is.
+"""Books in: a book file -> Book (parts with titles and kinds) -> one transcript per chapter plus a `book.yaml` that
+`higgs build` takes as it is.
 
-EPUBs are read with ebooklib (spine order, TOC titles, metadata, cover) and each document's XHTML with
-BeautifulSoup: a spine document starts a part, titled by the first TOC entry that points into it; further
-TOC entries inside one document split it at their anchors. Footnote markers and bodies, page numbers and
-images are dropped; paragraphs are kept. Front matter (title page, contents, short parts before the first
-real chapter) and back matter (licences such as Project Gutenberg's, colophons) are written too, but marked
-`skip: true` in book.yaml, so they are not narrated unless the user says so.
+The readers are epub.py (EPUB 2 and 3) and textbooks.py (Markdown and plain text). This module holds what they
+produce, sorts front matter (title page, contents, short parts before the first real chapter) and back matter
+(licences such as Project Gutenberg's, colophons) from chapters (written too, but marked `skip: true`, so they are not
+narrated unless the user says so), and writes the project, reusing an earlier import while the book is unchanged.
 """
 
 from __future__ import annotations
@@ -19,22 +17,16 @@ from typing import Any
 
 from .errors import UsageError
 from .options import WORDS_PER_MINUTE
-from .textclean import voice_hint
 
 BOOK_SUFFIXES = (".epub", ".md", ".markdown", ".txt")
-_BLOCKS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "pre", "dt", "dd", "td", "th", "div", "section",
-           "article", "figcaption", "caption", "address", "header", "footer", "aside", "tr", "table", "ul", "ol", "dl",
-           "figure", "main", "nav", "center", "body", "poem", "stanza"}
-_DROP = {"script", "style", "head", "img", "svg", "math", "object", "video", "audio", "iframe", "title"}
 _FRONT_TITLES = re.compile(r"^\s*(contents|table of contents|title\s*page|copyright.*|cover|half\s*title|imprint|"
                            r"list of illustrations|illustrations|also by .*|(original )?transcriber.s notes?:?|a note on the text)\s*$", re.I)
 _BACK_TITLES = re.compile(r"licen[cs]e|colophon|about this (e-?)?book|project gutenberg|imprint|endnotes?$|copyright", re.I)
 _LICENCE_TEXT = re.compile(r"\*\*\*\s*(START|END) OF (THE|THIS) PROJECT GUTENBERG|Project Gutenberg(™|-tm)? License", re.I)
 _CHAPTERISH = re.compile(r"^\s*(chapter|book|part|volume|canto|act|prologue|epilogue|preface|foreword|introduction|"
                          r"[IVXLC]+\b|\d+\b)", re.I)
-_WORD = re.compile(r"\w+")
-FRONT_MAX_WORDS = 120  # a short part before the first real chapter (dedication, edition line) is front matter
-EPUB_MAX_UNPACKED = 1 << 30  # ebooklib holds every member in memory; illustrated books are tens of MB
+WORD = re.compile(r"\w+")
+FRONT_MAXWORDS = 120  # a short part before the first real chapter (dedication, edition line) is front matter
 
 
 @dataclass
@@ -49,7 +41,7 @@ class Part:
 
     @property
     def words(self) -> int:
-        return sum(len(_WORD.findall(p)) for p in self.paragraphs)
+        return sum(len(WORD.findall(p)) for p in self.paragraphs)
 
 
 @dataclass
@@ -81,494 +73,22 @@ def read_book(path: Path) -> Book:
         raise UsageError(f"{path}: book not found; give an .epub, .md or .txt file")
     suffix = path.suffix.lower()
     if suffix == ".epub":
-        book = _read_epub(path)
+        from .epub import read_epub
+
+        book = read_epub(path)
     elif suffix in (".md", ".markdown", ".txt"):
         from .transcript import decode_transcript
 
         text = decode_transcript(path.read_bytes(), str(path))
-        book = _read_markdown(path, text) if suffix != ".txt" else _read_plain(path, text)
+        from .textbooks import read_markdown, read_plain
+
+        book = read_markdown(path, text) if suffix != ".txt" else read_plain(path, text)
     else:
         raise UsageError(f"{path}: not a book format higgs imports; give an .epub, .md or .txt file")
     _classify(book)
     if not any(p.kind == "chapter" and p.words for p in book.parts):
         raise UsageError(f"{path}: no chapter text found; is the book empty or image-only?")
     return book
-
-
-# --- EPUB ---------------------------------------------------------------------------------------------
-def _read_epub(path: Path) -> Book:
-    import warnings
-
-    import ebooklib
-    from ebooklib import epub
-
-    _refuse_drm(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            doc = epub.read_epub(str(path), options={"ignore_ncx": False})
-    except Exception as e:  # noqa: BLE001 - ebooklib raises zipfile, KeyError, lxml and its own errors
-        raise UsageError(f"{path}: not a readable EPUB ({e.__class__.__name__}: {str(e)[:120]}); check the file") from e
-    book = Book(path, _meta(doc, "title"), _meta(doc, "creator"), _meta(doc, "language"), [], _cover(doc, ebooklib))
-    toc = _toc_entries(doc.toc)
-    firsts: dict[str, str] = {}
-    anchors: dict[tuple[str, str], str] = {}
-    for href, fragment, title in toc:
-        if href not in firsts:
-            firsts[href] = title
-        elif fragment:
-            anchors[(href, fragment)] = title
-    for idref, _linear in doc.spine:
-        item = doc.get_item_with_id(idref)
-        if item is None or item.get_type() != ebooklib.ITEM_DOCUMENT:
-            continue
-        name = item.get_name()
-        here = {frag: title for (href, frag), title in anchors.items() if href == name}
-        _read_document(book, item.get_content(), firsts.get(name), here)
-    book.parts = [p for p in book.parts if p.paragraphs]
-    return book
-
-
-def _refuse_drm(path: Path) -> None:
-    """An EPUB whose documents are encrypted (DRM) would import as noise; font obfuscation alone is fine. One that
-    unpacks to more than EPUB_MAX_UNPACKED (a zip bomb, or not a book) is refused before ebooklib holds it in memory."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            unpacked = sum(info.file_size for info in z.infolist())
-            if unpacked > EPUB_MAX_UNPACKED:
-                raise UsageError(f"{path}: unpacks to {unpacked >> 20} MB, more than the {EPUB_MAX_UNPACKED >> 20} MB any book needs "
-                                 "(a damaged file or a zip bomb); check the file")
-            if "META-INF/encryption.xml" not in z.namelist():
-                return
-            listing = z.read("META-INF/encryption.xml").decode("utf-8", "replace")
-    except (zipfile.BadZipFile, OSError) as e:
-        raise UsageError(f"{path}: not a readable EPUB ({e}); check the file") from e
-    if re.search(r"URI=\"[^\"]+\.(x?html?|ncx|opf)\"", listing):
-        raise UsageError(f"{path}: the book's text is encrypted (DRM); higgs can only read DRM-free EPUBs")
-
-
-def _meta(doc: Any, name: str) -> str | None:
-    values = doc.get_metadata("DC", name)
-    return " ".join(str(values[0][0]).split()) if values and values[0][0] else None
-
-
-def _cover(doc: Any, ebooklib: Any) -> tuple[bytes, str] | None:
-    """The cover image: EPUB 3 `cover-image`, EPUB 2 `<meta name="cover">`, or ebooklib's cover item."""
-    ids = [attrs.get("content") for _, attrs in doc.get_metadata("OPF", "meta") if attrs and attrs.get("name") == "cover"]
-    for item in doc.get_items():
-        props = getattr(item, "properties", None) or []
-        if item.get_type() == ebooklib.ITEM_COVER or "cover-image" in props or item.get_id() in ids:
-            if item.media_type and item.media_type.startswith("image/"):
-                return item.get_content(), Path(item.get_name()).suffix.lower() or ".jpg"
-    return None
-
-
-def _toc_entries(toc: Any) -> list[tuple[str, str, str]]:
-    """(document href, fragment, title) for every TOC entry, in order (nested sections flattened)."""
-    out = []
-    for entry in toc if isinstance(toc, tuple | list) else [toc]:  # ebooklib gives a bare Link for a one-entry TOC
-        if isinstance(entry, tuple | list):
-            section, children = entry[0], entry[1]
-            if getattr(section, "href", None):
-                out.append(_link(section))
-            out += _toc_entries(children)
-        elif getattr(entry, "href", None):
-            out.append(_link(entry))
-    return [e for e in out if e[2]]
-
-
-def _link(link: Any) -> tuple[str, str, str]:
-    from urllib.parse import unquote
-
-    href, _, fragment = str(link.href).partition("#")
-    return unquote(href), fragment, " ".join(str(link.title or "").split())
-
-
-class _Reader:
-    """Walks one XHTML document in reading order, emitting paragraphs and starting parts at TOC anchors."""
-
-    def __init__(self, book: Book, anchors: dict[str, str]):
-        self.book, self.anchors = book, anchors
-        self.dropped: dict[str, int] = {}
-
-    def start(self, title: str, kind: str = "chapter") -> None:
-        self.book.parts.append(Part(title, [], kind))
-
-    def walk(self, element: Any) -> None:
-        from bs4 import NavigableString, Tag
-
-        for child in element.children:
-            if isinstance(child, NavigableString):
-                if type(child) is NavigableString and child.strip():
-                    self.emit(str(child))
-                continue
-            if not isinstance(child, Tag):
-                continue
-            self._boundary(child)
-            if self._removed(child):
-                continue
-            if child.name in _BLOCKS and not any(d.name in _BLOCKS for d in child.find_all(True)):
-                for inner in child.find_all(id=True):
-                    self._boundary(inner)
-                self._strip(child)
-                self.emit(child.get_text(" "))
-            elif child.name in _BLOCKS:
-                self.walk(child)
-            else:
-                self._strip(child)
-                self.emit(child.get_text(" "))
-
-    def _boundary(self, tag: Any) -> None:
-        ident = tag.get("id")
-        if ident and ident in self.anchors:
-            self.start(self.anchors.pop(ident))
-
-    def _removed(self, tag: Any) -> bool:
-        """Footnote bodies, page numbers, images and boilerplate sections are not narrated."""
-        kind = _semantic(tag)
-        if tag.name in _DROP:
-            return True
-        if kind & {"footnote", "endnote", "footnotes", "endnotes", "rearnote", "doc-footnote", "doc-endnotes", "footnotes-section"}:
-            self.dropped["footnotes"] = self.dropped.get("footnotes", 0) + 1
-            return True
-        if kind & {"pagebreak", "doc-pagebreak", "pagenum", "page-number"}:
-            self.dropped["page numbers"] = self.dropped.get("page numbers", 0) + 1
-            return True
-        if kind & {"running-head", "runninghead", "running-header", "runhead"}:
-            self.dropped["running heads"] = self.dropped.get("running heads", 0) + 1
-            return True
-        if "pg-boilerplate" in kind:  # Project Gutenberg's header/footer: a licence part of its own
-            before = self.book.parts[-1] if self.book.parts else None
-            self.start("Project Gutenberg licence and notes", "licence")
-            self.walk(tag)
-            self.start(before.title if before is not None and not before.paragraphs else "")
-            return True
-        return False
-
-    def _strip(self, tag: Any) -> None:
-        for inner in tag.find_all(True):
-            if inner.decomposed:
-                continue
-            kind = _semantic(inner)
-            if inner.name in _DROP or kind & {"pagebreak", "doc-pagebreak", "pagenum", "page-number"}:
-                inner.decompose()
-            elif kind & {"noteref", "doc-noteref", "fnanchor", "footnote-ref", "footnoteref"} or (
-                    inner.name == "sup" and inner.find("a", href=True) is not None):
-                self.dropped["footnote markers"] = self.dropped.get("footnote markers", 0) + 1
-                inner.decompose()
-            elif inner.name == "br":
-                inner.replace_with(" ")
-
-    def emit(self, text: str) -> None:
-        text = " ".join(text.split())
-        if not text or not _WORD.search(text):
-            return
-        if not self.book.parts:
-            self.start("")
-        self.book.parts[-1].paragraphs.append(text)
-
-
-def _semantic(tag: Any) -> set[str]:
-    """epub:type, role and class words of an element, lower-cased."""
-    words = set()
-    for attr in ("epub:type", "type", "role", "class"):
-        value = tag.get(attr)
-        if value:
-            words.update(w.lower() for w in (value if isinstance(value, list) else str(value).split()))
-    return words
-
-
-def _read_document(book: Book, content: bytes, title: str | None, anchors: dict[str, str]) -> None:
-    import warnings
-
-    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
-
-    with warnings.catch_warnings():  # XHTML through the forgiving HTML parser: EPUBs in the wild are not all valid XML
-        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
-        soup = BeautifulSoup(content, "lxml")
-    body = soup.body or soup
-    book.source_words += len(_WORD.findall(" ".join(t for t in body.find_all(string=True) if t.parent.name not in _DROP)))
-    reader = _Reader(book, dict(anchors))
-    reader.start(title or "")
-    first = len(book.parts) - 1
-    reader.walk(body)
-    for part in book.parts[first:]:
-        if not part.title:
-            part.title = _first_heading(part) or f"Section {len(book.parts)}"
-        _drop_repeated_title(part)
-    for what, n in reader.dropped.items():
-        book.notes.append(f"{book.parts[first].title}: removed {n} {what}")
-
-
-def _first_heading(part: Part) -> str | None:
-    return part.paragraphs[0][:80] if part.paragraphs and len(part.paragraphs[0].split()) <= 12 else None
-
-
-def _drop_repeated_title(part: Part) -> None:
-    """The chapter's own heading paragraph is replaced by its `# Title` line (same words)."""
-    if part.paragraphs and _WORD.findall(part.paragraphs[0].lower()) == _WORD.findall(part.title.lower()):
-        part.paragraphs.pop(0)
-
-
-# --- Markdown and plain text ------------------------------------------------------------------------------
-_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-_MD_ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+\S")
-_FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
-_PLAIN_CHAPTER = re.compile(r"^\s*((chapter|book|part|volume|letter|canto)\s+([IVXLC]+|\d+|[a-z]+(-[a-z]+)?)\b.*|"
-                            r"(prologue|epilogue|preface|introduction|foreword)\b.*)\s*$", re.I)
-# a bare chapter number on its own line: "1", "12.", "II", "XIV." (a chapter only as part of a sequence, see _numbered)
-_BARE_NUMBER = re.compile(r"^\s*(?:(?P<digits>\d{1,3})|(?P<roman>[IVXLC]{1,7}))\.?\s*$")
-_ROMAN = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100}
-# a line holding only a page number: digits, or lower-case roman (front matter); upper-case roman lines are chapter headings
-_PAGE_NUMBER = re.compile(r"^\s*(?:[-–—]\s*)?(?:\d{1,4}|[ivxlc]{1,6})(?:\s*[-–—])?\s*$|^\s*\[(?i:Pg|Page|p\.)\s*\w+\]\s*$")
-_INLINE_PAGE = re.compile(r"\s*\[(?:Pg|Page)\s*\w+\]\s*", re.I)
-_ILLUSTRATION = re.compile(r"\[Illustration[^\]]*\]", re.I)
-_FOOTNOTE_MARK = re.compile(r"(?<=[\w.,;:!?”\"'])\[(?:\d{1,3}|[*†‡])\]|(?<=[\w.,;”\"'])[¹²³⁴⁵⁶⁷⁸⁹⁰]+")
-_GUTENBERG = re.compile(r"^\s*\*\*\*\s*(START|END) OF (THE|THIS) PROJECT GUTENBERG.*$", re.I | re.M)
-
-
-def _paragraphs(lines: list[str]) -> list[str]:
-    out, buf = [], []
-    for line in lines + [""]:
-        if line.strip():
-            buf.append(line.strip())
-        elif buf:
-            out.append(" ".join(buf))
-            buf = []
-    return out
-
-
-def _read_markdown(path: Path, text: str) -> Book:
-    from .textclean import clean_text
-
-    meta: dict[str, Any] = {}
-    found = _FRONT_MATTER.match(text)
-    if found:
-        from .yamlsafe import load_yaml
-
-        loaded = load_yaml(found.group(1), str(path))
-        meta = loaded if isinstance(loaded, dict) else {}
-        for key in ("title", "author", "language", "lang"):
-            if meta.get(key) is not None and not isinstance(meta[key], str | int | float):
-                raise UsageError(f"{path}: front matter `{key}:` is {type(meta[key]).__name__}; write it as one line of text")
-            if meta.get(key) is not None:
-                meta[key] = str(meta[key])
-        text = text[found.end():]
-    skipped = found.group(0).count("\n") if found else 0  # lines of front matter, for the line numbers of voice hints
-    lines = [piece for number, ln in enumerate(text.split("\n"), start=1 + skipped) for piece in _md_hint(ln, number)]
-    levels = [len(m.group(1)) for ln in lines if (m := _MD_HEADING.match(ln))]
-    top = min(levels) if levels else 0
-    first = next((ln for ln in lines if ln.strip() and not ln.startswith(_HINT_MARK)), "")
-    if top and levels.count(top) == 1 and len(levels) > 1 and _MD_HEADING.match(first):
-        meta.setdefault("title", _MD_HEADING.match(first).group(2))  # a lone top heading is the title
-        lines.remove(first)
-        top = min(lv for lv in levels if lv > top) if any(lv > top for lv in levels) else 0
-    book = Book(path, meta.get("title"), meta.get("author"), meta.get("language") or meta.get("lang"), [], kind="markdown")
-    lines = [ln + "\n" if _MD_ITEM.match(ln) else ln for ln in lines]  # a list item is a paragraph of its own
-    body, notes = clean_text("\n".join(lines))
-    if notes:
-        book.notes.append(f"Markdown: {len(notes)} lines cleaned (emphasis, links, code, lists)")
-    current: list[str] = []
-    title, hint = "", None
-    for line in body.split("\n") + ["# "]:
-        if line.startswith(_HINT_MARK):
-            hint = _hint(book, line[len(_HINT_MARK):], hint)
-            continue
-        heading = _MD_HEADING.match(line) if line.strip() != "#" else None
-        if (heading and len(heading.group(1)) == top) or line == "# ":
-            _add_part(book, title or (book.title or path.stem), _paragraphs(current), hint)
-            current, title, hint = [], heading.group(2) if heading else "", None
-        elif heading:
-            current += ["", heading.group(2), ""]  # a sub-heading is read as its own paragraph
-        else:
-            current.append(line)
-    book.source_words = len(_WORD.findall(text))
-    return book
-
-
-def _read_plain(path: Path, text: str) -> Book:
-    book = Book(path, None, None, None, [], kind="text")
-    marks = list(_GUTENBERG.finditer(text))
-    head, body, tail = "", text, ""
-    if marks:
-        start = next((m for m in marks if m.group(1).upper() == "START"), None)
-        end = next((m for m in marks if m.group(1).upper() == "END"), None)
-        head = text[: start.end()] if start else ""
-        body = text[start.end() if start else 0: end.start() if end else len(text)]
-        tail = text[end.start():] if end else ""
-        found = re.search(r"^Title:\s*(.+)$", head, re.M)
-        book.title = found.group(1).strip() if found else None
-        found = re.search(r"^Author:\s*(.+)$", head, re.M)
-        book.author = found.group(1).strip() if found else None
-        found = re.search(r"^Language:\s*(.+)$", head, re.M)
-        book.language = {"english": "en"}.get(found.group(1).strip().lower(), found.group(1).strip()) if found else None
-    lines = body.split("\n")
-    numbered = _numbered(lines, book.notes, len(head.split("\n")) - 1 if head else 0)
-    counts: dict[str, int] = {}
-    for i, ln in enumerate(lines):
-        if ln.strip() and len(ln.strip()) <= 60 and i not in numbered:
-            counts[ln.strip()] = counts.get(ln.strip(), 0) + 1
-    heads = {ln for ln, n in counts.items() if n >= 3 and ln.upper() == ln and not _PLAIN_CHAPTER.match(ln) and _WORD.search(ln)}
-    removed = {"page numbers": 0, "running heads": 0, "illustration and footnote marks": 0}
-    kept, chapter_lines, kept_lines = [], set(), []  # kept_lines[k]: the source line (0-based) of kept[k]
-    offset = head.count("\n")
-    for i, ln in enumerate(lines):
-        if i in numbered:
-            chapter_lines.add(len(kept))
-            kept.append(ln.strip())
-            kept_lines.append(i + offset)
-            continue
-        if ln.strip() and _PAGE_NUMBER.match(ln):
-            removed["page numbers"] += 1
-            continue
-        if ln.strip() in heads:
-            removed["running heads"] += 1
-            continue
-        new = _FOOTNOTE_MARK.sub("", _ILLUSTRATION.sub("", _INLINE_PAGE.sub(" ", ln)))
-        removed["illustration and footnote marks"] += new != ln
-        kept.append(new)
-        kept_lines.append(i + offset)
-    book.notes += [f"removed {n} {what}" for what, n in removed.items() if n]
-    if head:
-        book.parts.append(Part("Project Gutenberg header", _paragraphs(head.split("\n")), "licence"))
-    title, hint = "", None
-    current: list[str] = []
-    for i, ln in enumerate(kept + [""]):
-        if voice_hint(ln):
-            hint = _hint(book, f"{voice_hint(ln)} {kept_lines[i] + 1}", hint)
-            continue
-        alone = (i == 0 or not kept[i - 1].strip()) and (i + 1 >= len(kept) or not kept[i + 1].strip() or _title_line(kept, i))
-        if i < len(kept) and ((_PLAIN_CHAPTER.match(ln) and alone) or i in chapter_lines):
-            _add_part(book, title or "Opening", _paragraphs(current), hint)
-            title, current, hint = ln.strip(), [], None
-            continue
-        current.append(ln)
-    _add_part(book, title or (book.title or path.stem), _paragraphs(current), hint)
-    opening = next((p for p in book.parts if p.kind == "chapter"), None)
-    if opening and opening.title == "Opening" and len(opening.paragraphs) == 1 and len(opening.paragraphs[0].split()) <= 10 and not book.title:
-        book.title = opening.paragraphs[0].rstrip(".")  # a short line before the first chapter is the book's title
-        book.parts.remove(opening)
-        if opening.voice and not book.voice:
-            book.voice, book.voice_line = opening.voice, opening.voice_line
-        book.notes.append(f"title taken from the line before the first chapter: {book.title!r}")
-    for part in book.parts:
-        if part.kind == "chapter" and part.paragraphs and len(part.paragraphs[0].split()) <= 10 and not part.paragraphs[0].endswith("."):
-            sep = " " if part.title.endswith((".", ":")) else ". "
-            part.title = f"{part.title}{sep}{part.paragraphs.pop(0)}"  # "CHAPTER I." + "Down the Rabbit-Hole"
-    if tail:
-        book.parts.append(Part("Project Gutenberg licence", _paragraphs(tail.split("\n")), "licence"))
-    book.source_words = len(_WORD.findall(text))
-    return book
-
-
-def _numbered(lines: list[str], notes: list[str], offset: int = 0) -> set[int]:
-    """Indexes of bare chapter numbers ("1", "II.") standing alone between paragraphs, when they count up from 1.
-
-    One style (digits or roman) whose numbers go 1, 2, 3... (restarting at 1 is allowed: books in parts), each at a
-    paragraph boundary (the text before ends a sentence, the text after starts one); a page number breaking a
-    sentence, or numbers out of order, mean they are not chapters. What was guessed goes into `notes`.
-    """
-    found: dict[str, list[tuple[int, int]]] = {"digits": [], "roman": []}
-    for i, ln in enumerate(lines):
-        m = _BARE_NUMBER.match(ln)
-        if m and (i == 0 or not lines[i - 1].strip()) and (i + 1 >= len(lines) or not lines[i + 1].strip() or _title_line(lines, i)):
-            style = "digits" if m.group("digits") else "roman"
-            value = int(m.group("digits")) if m.group("digits") else _roman_value(m.group("roman"))
-            if value:
-                found[style].append((i, value))
-    for seq in found.values():
-        values = [v for _, v in seq]
-        if len(seq) < 2 or max(values) < 2:
-            continue
-        steps = [b == a + 1 or b == 1 for a, b in zip(values, values[1:])]
-        bad = next((i for i, _ in seq if not _at_boundary(lines, i)), None)
-        if values[0] == 1 and all(steps) and bad is None:
-            shown = ", ".join(lines[i].strip() for i, _ in seq[:4]) + (f" ... {lines[seq[-1][0]].strip()}" if len(seq) > 4 else "")
-            notes.append(f"chapters guessed from {len(seq)} bare numbers on their own lines ({shown})")
-            return {i for i, _ in seq}
-        if values[0] == 1 and sum(steps) >= len(steps) / 2:
-            line = (bad if bad is not None else seq[steps.index(False) + 1][0]) + 1 + offset
-            why = "it breaks a sentence" if bad is not None else "the numbers do not count up"
-            notes.append(f"bare numbers on their own lines look like chapter numbers but are not read as chapters: "
-                         f"at line {line} {why}")
-    return set()
-
-
-def _roman_value(text: str) -> int:
-    """A well-formed upper-case roman numeral's value, else 0 ("IIII", "IC" are not numerals here)."""
-    total = 0
-    for a, b in zip(text, text[1:] + " "):
-        total += -_ROMAN[a] if _ROMAN.get(b, 0) > _ROMAN[a] else _ROMAN[a]
-    return total if _to_roman(total) == text else 0
-
-
-def _to_roman(n: int) -> str:
-    out = ""
-    for value, letters in ((100, "C"), (90, "XC"), (50, "L"), (40, "XL"), (10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I")):
-        while n >= value:
-            out, n = out + letters, n - value
-    return out
-
-
-def _at_boundary(lines: list[str], i: int) -> bool:
-    """The text before line i ends a sentence, or is a short title line, or there is none; the text after starts one."""
-    j = next((j for j in range(i - 1, -1, -1) if lines[j].strip()), None)
-    before = lines[j].strip() if j is not None else ""
-    after = next((ln.strip() for ln in lines[i + 1:] if ln.strip()), "")
-    title = j is not None and (j == 0 or not lines[j - 1].strip()) and len(before.split()) <= 8  # "A Small Book", "PART ONE"
-    ends = not before or title or before[-1] in ".!?\"'”’)]…:;*_-—" or _BARE_NUMBER.match(before) is not None
-    return ends and bool(after) and not after[0].islower()
-
-
-_HINT_MARK = "\x1ehiggs-voice "  # a voice hint's line while Markdown cleaning runs: "\x1ehiggs-voice ava 12"
-
-
-_HEADING_ATTRS = re.compile(r"\s*\{(?P<attrs>[^{}]*)\}\s*$")  # pandoc's `# Title {#id .class key=value}`
-_VOICE_ATTR = re.compile(r"(?:^|\s)voice=(?P<voice>[^\s}]+)")
-
-
-def _md_hint(line: str, number: int) -> list[str]:
-    """A Markdown line with its voice hint made a marker line: a hint line, or a heading's `{voice=ava}` attribute
-    (the heading is kept without its attributes, and the marker follows it)."""
-    hint = voice_hint(line)
-    if hint:
-        return [f"{_HINT_MARK}{hint} {number}"]
-    heading = _MD_HEADING.match(line)
-    attrs = _HEADING_ATTRS.search(heading.group(2)) if heading else None
-    if heading and attrs:
-        voice = _VOICE_ATTR.search(attrs.group("attrs"))
-        bare = f"{heading.group(1)} {heading.group(2)[: attrs.start()]}"
-        return [bare, f"{_HINT_MARK}{voice.group('voice')} {number}"] if voice else [bare]
-    return [line]
-
-
-def _add_part(book: Book, title: str, paragraphs: list[str], hint: tuple[str, int] | None) -> None:
-    """Close a part; a voice hint with no text before any chapter is the whole book's narrator."""
-    if paragraphs:
-        book.parts.append(Part(title, paragraphs, voice=hint[0] if hint else None, voice_line=hint[1] if hint else None))
-        if hint:
-            book.notes.append(f"line {hint[1]}: voice hint: {hint[0]} narrates {title!r}")
-    elif hint and not any(p.kind == "chapter" for p in book.parts) and book.voice is None:
-        book.voice, book.voice_line = hint
-        book.notes.append(f"line {hint[1]}: voice hint: {hint[0]} narrates every chapter without its own hint")
-    elif hint:
-        book.notes.append(f"line {hint[1]}: voice hint {hint[0]} is in a part with no text; not used")
-
-
-def _hint(book: Book, found: str, current: tuple[str, int] | None) -> tuple[str, int]:
-    """A voice hint (`NAME LINE`) for the part being read; a second one in the same part is said, and the first kept."""
-    name, line = found.rsplit(" ", 1)
-    if current is not None:
-        book.notes.append(f"line {line}: a second voice hint ({name}) in one chapter; the chapter keeps {current[0]} (line {current[1]})")
-        return current
-    return name, int(line)
-
-
-def _title_line(lines: list[str], i: int) -> bool:
-    """A chapter line followed directly by a short title line ("CHAPTER I." / "Down the Rabbit-Hole")."""
-    return i + 2 < len(lines) and len(lines[i + 1].split()) <= 10 and not lines[i + 2].strip()
 
 
 # --- front and back matter ---------------------------------------------------------------------------------
@@ -581,19 +101,19 @@ def _classify(book: Book) -> None:
             part.kind = "licence" if (part.kind == "licence" or _LICENCE_TEXT.search(text) or "licen" in part.title.lower()) else "back"
         elif _FRONT_TITLES.match(part.title) or _is_contents(part):
             part.kind = "front"
-        elif first_real is None and (part.words >= FRONT_MAX_WORDS or _CHAPTERISH.match(part.title)):
+        elif first_real is None and (part.words >= FRONT_MAXWORDS or _CHAPTERISH.match(part.title)):
             first_real = i
     for i, part in enumerate(book.parts if book.kind == "epub" else []):
-        if part.kind == "chapter" and first_real is not None and i < first_real and part.words < FRONT_MAX_WORDS:
+        if part.kind == "chapter" and first_real is not None and i < first_real and part.words < FRONT_MAXWORDS:
             part.kind = "front"
-        if part.kind == "chapter" and book.title and _same_words(part.title, book.title) and part.words < FRONT_MAX_WORDS:
+        if part.kind == "chapter" and book.title and _same_words(part.title, book.title) and part.words < FRONT_MAXWORDS:
             part.kind = "front"  # the title page
     if not book.source_words:
         book.source_words = book.words
 
 
 def _same_words(a: str, b: str) -> bool:
-    return _WORD.findall(a.lower()) == _WORD.findall(b.lower())
+    return WORD.findall(a.lower()) == WORD.findall(b.lower())
 
 
 def _is_contents(part: Part) -> bool:
@@ -685,7 +205,7 @@ def _project_files(book: Book, out_dir: Path, project: Path, voice: str | None, 
         notes.append(f"the book's cover ({book.cover[1] or 'unknown type'}) is not a JPEG or PNG, so it is not used; "
                      "convert it to .jpg or .png and set `cover:` in book.yaml")
     files["book.yaml"] = _book_yaml(book, rows, cover, voice, engine).encode("utf-8")
-    written = sum(len(_WORD.findall(transcript_text(p))) for p in book.parts)
+    written = sum(len(WORD.findall(transcript_text(p))) for p in book.parts)
     return files, {"project": str(project), "title": book.title, "author": book.author, "language": book.language,
                    "cover": cover, "chapters": [r for r in rows if not r["skip"]], "skipped": skipped, "words": words,
                    "minutes": round(words / WORDS_PER_MINUTE, 1), "source_words": book.source_words, "written_words": written,
