@@ -176,4 +176,9 @@ def _yaml(text: str, source: str) -> list[Entry]:
     data = load_yaml(text, source)
     if not isinstance(data, dict):
         raise UsageError(f"{source}: a lexicon is a mapping of `word: respelling` lines")
+    for word, value in data.items():  # YAML reads yes/no/on/off, null and numbers as values, not the words written
+        for what, item in (("word", word), ("replacement", value)):
+            if isinstance(item, bool) or (what == "word" and not isinstance(item, str)):
+                raise UsageError(f"{source}: a {what} was read by YAML as {item!r} ({type(item).__name__}), not as the text written; "
+                                 f"quote it, e.g. \"yes\": \"yeah\"")
     return [_entry(word, value, source) for word, value in data.items()]

@@ -129,6 +129,9 @@ def test_a_lexicon_replacement_is_never_rewritten_by_another_entry(tmp_path):
     ("dup.yaml", "cat: dog\ncat: mouse\n", "line 2: 'cat' is already given on line 1"),
     ("br.yaml", 'cat: "[pause:abc]"\n', "cannot hold [ or ]"),
     ("ipa.yaml", 'Nguyen: {say: win, ipa: "/x]]y/"}\n', "cannot hold [ or ]"),
+    ("yes.yaml", "yes: yeah\n", "a word was read by YAML as True"),
+    ("hex.yaml", "0x10: sixteen\n", "a word was read by YAML as 16"),
+    ("val.yaml", "cat: yes\n", "a replacement was read by YAML as True"),
 ])
 def test_ambiguous_or_markup_lexicon_entries_are_refused(tmp_path, name, text, fragment):
     with pytest.raises(UsageError, match=fragment.replace("[", r"\[")):
