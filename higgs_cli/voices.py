@@ -300,6 +300,7 @@ def remove(name: str) -> list[Path]:
         if _in_folder(name, BUNDLED_VOICES_DIR, "bundled"):
             raise VoiceError(f"{name!r} is a bundled voice and cannot be removed; add a user voice of the same name to override it")
         raise VoiceError(f"no user voice named {name!r}; see `higgs voices list`")
-    for f in present:
-        f.unlink()
+    with _library_lock(folder):  # never in the middle of an add of the same name (a clip left without its transcript)
+        for f in present:
+            f.unlink(missing_ok=True)
     return present
