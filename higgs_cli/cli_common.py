@@ -97,7 +97,7 @@ def _stop(e: KeyboardInterrupt) -> typer.Exit:
     if isinstance(e, Terminated):
         import signal
 
-        err.print(f"stopped by {signal.Signals(e.signum).name}; no output was written (finished chunks are cached)")
+        err.print(f"stopped by {signal.Signals(e.signum).name}; no output was written")
         return typer.Exit(128 + e.signum)
     err.print("interrupted; no output was written")
     return typer.Exit(130)
