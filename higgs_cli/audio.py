@@ -55,6 +55,10 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
     """Read any soundfile-readable file as float32 mono."""
     import soundfile as sf
 
+    if not Path(path).exists():  # libsndfile reports a missing file as "System error"
+        raise AudioReadError(f"{path}: audio file not found; check the path")
+    if Path(path).is_dir():
+        raise AudioReadError(f"{path}: is a folder; give an audio file")
     try:
         with decoder_quiet(path):
             data, rate = sf.read(str(path), dtype="float32", always_2d=True)

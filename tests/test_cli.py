@@ -236,3 +236,11 @@ def test_one_megabyte_single_line_transcript_plans_cleanly(tmp_path):
     doc = json.loads(result.stdout)
     assert max(c["words"] for c in doc["chunks"]) <= 60
     assert doc["words"] == sum(c["words"] for c in doc["chunks"]) > 150_000
+
+
+def test_check_of_a_missing_or_folder_audio_says_so(tmp_path):
+    result = run("generate", "--text", "Hi there.", "-o", str(tmp_path / "ok.wav"), "--engine", "espeak", "--json", "--quiet")
+    manifest = tmp_path / "ok.json"
+    manifest.write_text(result.stdout)
+    assert "audio file not found" in one_line_error(run("check", str(tmp_path / "nope.wav"), "--manifest", str(manifest)))
+    assert "is a folder" in one_line_error(run("check", str(tmp_path), "--manifest", str(manifest)))
