@@ -78,7 +78,7 @@ def text_reasons(expected_text: str, heard: str, seconds: float | None = None,
     if not got:
         return rate, [f"text: nothing was heard ({len(expected)} {unit} expected)"], metric
     short = metric == "wer" and len(expected) < o.QA_TEXT_MIN_WORDS
-    if a.hits == 0:  # not one expected word heard: another text, whatever the length ("It is." heard as "I did it." shares "it")
+    if a.hits == 0 and not _near_miss(expected, got):  # another text, whatever the length ("It is." heard as "I did it.")
         reasons.append(f"text: none of the {len(expected)} expected {unit} was heard")
     elif not short and a.rate > o.QA_WER_MAX and a.errors >= o.QA_MIN_ERRORS:
         reasons.append(f"text: {metric.upper()} {a.rate:.2f} ({a.errors} of {len(expected)} {unit} wrong)")
@@ -94,6 +94,12 @@ def text_reasons(expected_text: str, heard: str, seconds: float | None = None,
     if extra >= o.QA_INVENTED_MIN and extra >= o.QA_INVENTED_SHARE * len(expected):
         reasons.append(f"invented: {extra} {unit} heard that are not in the text")
     return rate, reasons, metric
+
+
+def _near_miss(expected: list[str], heard: list[str]) -> bool:
+    """No word heard as written, yet the letters almost match: a recogniser's slip on a short text, not other words."""
+    want, got = list("".join(expected)), list("".join(heard))
+    return bool(want) and align(want, got).errors / len(want) <= o.QA_NEAR_MISS_CER
 
 
 def rate_reasons(words: int, seconds: float, window: tuple[float, float]) -> list[str]:

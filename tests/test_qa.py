@@ -49,6 +49,8 @@ def test_numbers_are_normalised_the_same_way_on_both_sides():
     assert text_reasons("It is.", "I did it.")[1] == []  # too short to judge by ear ...
     assert text_reasons("It is.", "")[1][0].startswith("text: nothing was heard")  # ... unless nothing was heard
     assert text_reasons("It is.", "The boats came home.")[1][0].startswith("text: none of the 2")  # ... or none of it
+    assert text_reasons("Blog.", "Vlog.")[1] == []  # a heading heard one letter off is a mishearing (seen on a real import) ...
+    assert text_reasons("Blog.", "Thank you.")[1][0].startswith("text: none of the 1")  # ... other words are not
     # a short chunk that lost its last word: truncated only when its speech is also too short for its words
     assert text_reasons("Come home now.", "Come home.", 1.2)[1] == []
     assert text_reasons("Come home now.", "Come home.", 0.4)[1][0].startswith("truncated: the last 1 of 3")
