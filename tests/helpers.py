@@ -23,3 +23,13 @@ def spectral_centroid(audio: np.ndarray, rate: int) -> float:
 
 def rms(audio: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(audio)))) if audio.size else 0.0
+
+
+def add_calm_and_bright_voices() -> None:
+    """Two clip-less user voices (profiles only) for the higgs engine's dialogue tests: calm (masculine) and bright."""
+    from higgs_cli.voices import user_voices_dir
+
+    folder = user_voices_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "calm.yaml").write_text("description: calm, low voice\ngender: masculine\n")
+    (folder / "bright.yaml").write_text("description: bright, quick voice\ngender: feminine\n")

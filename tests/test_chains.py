@@ -65,12 +65,9 @@ pytest.importorskip("transformers")
 
 @pytest.fixture
 def voices():
-    from higgs_cli.voices import user_voices_dir
+    from .helpers import add_calm_and_bright_voices
 
-    folder = user_voices_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "calm.yaml").write_text("description: calm, low voice\ngender: masculine\n")
-    (folder / "bright.yaml").write_text("description: bright, quick voice\ngender: feminine\n")
+    add_calm_and_bright_voices()
     return {"NARRATOR": "joe", "SPEAKER0": "calm", "SPEAKER1": "bright"}
 
 

@@ -29,12 +29,9 @@ REQUESTS = [
 
 @pytest.fixture
 def voices():
-    from higgs_cli.voices import user_voices_dir
+    from .helpers import add_calm_and_bright_voices
 
-    folder = user_voices_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "calm.yaml").write_text("description: calm, low voice\ngender: masculine\n")
-    (folder / "bright.yaml").write_text("description: bright, quick voice\ngender: feminine\n")
+    add_calm_and_bright_voices()
 
 
 @pytest.mark.filterwarnings("ignore:running Higgs Audio v2 on the CPU")
