@@ -44,7 +44,7 @@ def held() -> Iterator[None]:
 
 def heavy_import(name: str) -> ModuleType:
     """Import a module that loads native code, with the terminating signals held until it is done."""
-    if name in sys.modules:
-        return sys.modules[name]
+    if name in sys.modules:  # imported, or importing in another thread: import_module waits for that to finish
+        return importlib.import_module(name)
     with held():
         return importlib.import_module(name)

@@ -184,3 +184,26 @@ def test_held_signals_arrive_when_the_block_ends_with_their_own_handlers():
         assert got == [signal.SIGTERM]  # the SIGTERM handler is back and ran once
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_heavy_import_from_two_threads_gives_both_the_finished_module(tmp_path, monkeypatch):
+    # the server's threads resample at once: one used to get soxr half-initialised ("has no attribute 'resample'")
+    import threading
+
+    from higgs_cli.interrupts import heavy_import
+
+    (tmp_path / "slow_native_mod.py").write_text("import time\ntime.sleep(0.5)\nDONE = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    got: list[bool] = []
+
+    def load() -> None:
+        got.append(getattr(heavy_import("slow_native_mod"), "DONE", False))
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    threads[0].start()
+    time.sleep(0.2)  # the first thread is inside the module's import now
+    threads[1].start()
+    for t in threads:
+        t.join()
+    sys.modules.pop("slow_native_mod", None)
+    assert got == [True, True]
