@@ -76,15 +76,20 @@ class _Lines(io.StringIO):
         return [json.loads(line) for line in self.getvalue().splitlines() if line.strip()]
 
 
-@pytest.fixture(scope="module")
-def pool():
-    """Two warm Piper engines, loaded once for every server in this module."""
+def piper_pool(workers: int):
+    """A started Piper worker pool (two requests running, two waiting) that closes when the generator ends."""
     from higgs_cli.serving import scheduler
 
-    sched = scheduler("piper", None, workers=2, max_running=2, max_waiting=2)
+    sched = scheduler("piper", None, workers=workers, max_running=2, max_waiting=2)
     sched.start()
     yield sched
     sched.close()
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """Two warm Piper engines, loaded once for every server in this module."""
+    yield from piper_pool(2)
 
 
 @pytest.fixture(scope="module")

